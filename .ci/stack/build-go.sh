@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds one Go module's commands at a pinned version into $BIN_CACHE/NAME-VERSION/.
+# Usage: build-go.sh NAME MODULE VERSION PACKAGE... [-- LDFLAGS]
+#
+# Builds go through a throwaway wrapper module that requires MODULE@VERSION. Modules whose
+# go.mod replaces siblings with relative paths (etcd does) get those pinned to VERSION, which
+# is how the sibling modules are published; SIBLING_VERSION overrides that (Kubernetes publishes
+# its staging modules as v0.X.Y). GO_TAGS adds build tags.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+name="$1" module="$2" version="$3"; shift 3
+packages=(); ldflags="-s -w"
+while (( $# )); do
+  if [[ "$1" == "--" ]]; then shift; ldflags+=" $*"; break; fi
+  packages+=("$1"); shift
+done
+
+out="$BIN_CACHE/$name-$version"
+stamp="$out/.built"
+if [[ -f "$stamp" ]]; then log "$name $version: cached"; exit 0; fi
+
+wrapper="$WORK_DIR/wrapper-$name-$version"
+rm -rf "$wrapper"; mkdir -p "$wrapper" "$out"
+go mod download -json "$module@$version" >/dev/null
+modfile="$(go env GOMODCACHE)/cache/download/$module/@v/$version.mod"
+{
+  echo "module local/wrapper-$name"
+  echo "go $(go env GOVERSION | sed 's/^go//')"
+  echo "require $module $version"
+  awk '/^replace \(/ {block=1; next} block && /^\)/ {block=0} (block || /^replace /) && /=> \.\.?\// && !/FORBIDDEN_DEPENDENCY/ {print}' "$modfile" \
+    | sed -E 's/^replace //; s/^[[:space:]]+//' \
+    | awk -v v="${SIBLING_VERSION:-$version}" '{print "replace " $1 " => " $1 " " v}'
+} >"$wrapper/go.mod"
+
+log "$name $version: building ${packages[*]}"
+(cd "$wrapper" && go build -tags "${GO_TAGS:-}" -ldflags "$ldflags" -o "$out/" "${packages[@]}")
+touch "$stamp"

@@ -1,0 +1,78 @@
+# Builds the kind node image by hand, the way `kind build node-image` does, but from local
+# images only. Sourced by `up` after lib.sh and images.sh.
+
+# node_base_image ROOTFS_IMAGE: kind's base image recipe on a Debian root filesystem.
+node_base_image() {
+  local rootfs="$1"
+  local kind_dir; kind_dir="$(go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  local key; key="$(cat "$STACK_DIR/node.sh" "$STACK_DIR/versions.env" | sha256sum | cut -c1-12)"
+  local tag="$IMAGE_PREFIX/kind-base:$KIND_VERSION-$key"
+  image_exists "$tag" && { log "image $tag: cached"; echo "$tag"; return 0; }
+  local ctx; ctx="$(fresh_context kind-base)"
+  cp -r "$kind_dir/images/base/files" "$ctx/files"
+  chmod -R u+w "$ctx/files"
+  # containerd's default OCI spec minus rlimits, as kind does; kind's createContainer hook that
+  # gives each container its own product_uuid is left out: it matters only for multi-node hosts.
+  ctr oci spec | python3 -c 'import json,sys; s=json.load(sys.stdin); s["process"].pop("rlimits", None); json.dump(s, sys.stdout, indent=2)' \
+    >"$ctx/cri-base.json"
+  cp "$STACK_DIR/node/10-pytest-vcluster.conflist" "$ctx/"
+  cat >"$ctx/Dockerfile" <<DOCKERFILE
+FROM $rootfs
+COPY files/ /
+COPY cri-base.json /etc/containerd/cri-base.json
+COPY 10-pytest-vcluster.conflist /etc/cni/net.d/10-pytest-vcluster.conflist
+RUN chmod 755 /kind /kind/bin \\
+ && chmod +x /usr/local/bin/entrypoint /usr/local/bin/clean-install /kind/bin/*.sh \\
+ && sed -i 's#/usr/local/bin/containerd#/usr/bin/containerd#' /etc/systemd/system/containerd.service \\
+ && find /lib/systemd/system/sysinit.target.wants/ -name systemd-tmpfiles-setup.service -delete \\
+ && rm -f /lib/systemd/system/multi-user.target.wants/* /etc/systemd/system/*.wants/* \\
+      /lib/systemd/system/local-fs.target.wants/* /lib/systemd/system/sockets.target.wants/*udev* \\
+      /lib/systemd/system/sockets.target.wants/*initctl* /lib/systemd/system/basic.target.wants/* \\
+ && echo "ReadKMsg=no" >> /etc/systemd/journald.conf \\
+ && ln -sf /usr/lib/systemd/systemd /sbin/init \\
+ && systemctl enable kubelet.service containerd.service undo-mount-hacks.service \\
+ && systemctl mask systemd-binfmt.service \\
+ && mkdir -p /etc/kubernetes/manifests /opt/cni/bin \\
+ && for p in host-local loopback ptp portmap bridge; do ln -sf /usr/lib/cni/\$p /opt/cni/bin/\$p; done
+ENV container=docker
+STOPSIGNAL SIGRTMIN+3
+ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
+DOCKERFILE
+  build_image "$tag" "$ctx"
+  echo "$tag"
+}
+
+# node_image BASE TAG K8S_BIN_DIR IMAGE...: base + kubeadm/kubelet/kubectl + preloaded images.
+node_image() {
+  local base="$1" tag="$2" bin="$3"; shift 3
+  image_exists "$tag" && { log "image $tag: cached"; return 0; }
+  local builder="pytest-vcluster-node-build-$$"
+  docker rm -f "$builder" >/dev/null 2>&1 || true
+  docker run -d --name "$builder" --privileged --entrypoint sleep "$base" infinity >/dev/null
+  # shellcheck disable=SC2064
+  trap "docker rm -f $builder >/dev/null 2>&1 || true" RETURN
+  local cmd
+  for cmd in kubeadm kubelet kubectl; do docker cp "$bin/$cmd" "$builder:/usr/bin/$cmd"; done
+  docker exec "$builder" mkdir -p /kind/manifests
+  docker exec "$builder" sh -c "echo $HOST_K8S_VERSION > /kind/version"
+  docker cp "$STACK_DIR/node/default-cni.yaml" "$builder:/kind/manifests/default-cni.yaml"
+  sed -e "s#@LOCAL_PATH_PROVISIONER_IMAGE@#$LOCAL_PATH_IMAGE#g" -e "s#@HELPER_IMAGE@#$WORKLOAD_IMAGE#g" \
+    "$STACK_DIR/node/default-storage.yaml" | docker exec -i "$builder" sh -c 'cat > /kind/manifests/default-storage.yaml'
+  docker exec "$builder" sed -i "s#sandbox_image = .*#sandbox_image = \"$PAUSE_IMAGE\"#" /etc/containerd/config.toml
+  docker exec -d "$builder" sh -c 'containerd >/var/log/containerd-build.log 2>&1'
+  local deadline=$((SECONDS + 60))
+  until docker exec "$builder" ctr version >/dev/null 2>&1; do
+    (( SECONDS < deadline )) || die "containerd inside the node build container did not start in 60s"
+    sleep 1
+  done
+  local image
+  for image in "$@"; do
+    docker save "$image" | docker exec -i "$builder" ctr -n k8s.io images import --no-unpack \
+      --label io.cri-containerd.pinned=pinned - >/dev/null || die "importing $image into the node image failed"
+    log "node image: preloaded $image"
+  done
+  docker exec "$builder" sh -c 'pkill containerd; sleep 2; rm -f /var/log/containerd-build.log'
+  docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' --change 'CMD []' \
+    "$builder" "$tag" >/dev/null
+  log "image $tag committed"
+}

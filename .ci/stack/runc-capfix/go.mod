@@ -1,0 +1,3 @@
+module pytest-vcluster.local/runc-capfix
+
+go 1.22
