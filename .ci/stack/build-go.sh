@@ -5,7 +5,8 @@
 # Builds go through a throwaway wrapper module that requires MODULE@VERSION. Modules whose
 # go.mod replaces siblings with relative paths (etcd does) get those pinned to VERSION, which
 # is how the sibling modules are published; SIBLING_VERSION overrides that (Kubernetes publishes
-# its staging modules as v0.X.Y). GO_TAGS adds build tags.
+# its staging modules as v0.X.Y). GO_TAGS adds build tags; OUTPUT_NAME names the binary of a
+# single package whose import path does not end in its command name (go.etcd.io/etcd/server/v3).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -34,5 +35,5 @@ modfile="$(go env GOMODCACHE)/cache/download/$module/@v/$version.mod"
 } >"$wrapper/go.mod"
 
 log "$name $version: building ${packages[*]}"
-(cd "$wrapper" && go build -tags "${GO_TAGS:-}" -ldflags "$ldflags" -o "$out/" "${packages[@]}")
+(cd "$wrapper" && go build -tags "${GO_TAGS:-}" -ldflags "$ldflags" -o "$out/${OUTPUT_NAME:-}" "${packages[@]}")
 touch "$stamp"

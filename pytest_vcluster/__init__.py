@@ -1,0 +1,34 @@
+"""pytest-vcluster: isolated virtual Kubernetes clusters (vclusters) as pytest fixtures.
+
+The public API is the fixtures and the ``vcluster`` marker (see :mod:`pytest_vcluster.plugin`),
+the :class:`VCluster` handle they yield, :class:`Settings` and the exceptions below.
+"""
+
+from __future__ import annotations
+
+from pytest_vcluster.config import Settings, TeardownMode
+from pytest_vcluster.errors import (
+    CommandError,
+    ConfigError,
+    HostError,
+    ToolNotFoundError,
+    VClusterError,
+    WaitTimeoutError,
+)
+from pytest_vcluster.handle import VCluster
+from pytest_vcluster.host import HostInfo
+from pytest_vcluster.versions import KubeVersion
+
+__all__ = [
+    "CommandError",
+    "ConfigError",
+    "HostError",
+    "HostInfo",
+    "KubeVersion",
+    "Settings",
+    "TeardownMode",
+    "ToolNotFoundError",
+    "VCluster",
+    "VClusterError",
+    "WaitTimeoutError",
+]

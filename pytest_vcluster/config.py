@@ -1,0 +1,403 @@
+"""Settings: one frozen object resolved once from command line > ini > environment > default.
+
+Every setting exists as ``--vcluster-NAME`` on the command line, ``vcluster_NAME`` in the ini
+file and ``PYTEST_VCLUSTER_NAME`` in the environment (for CI). :data:`OPTIONS` is the single
+table the plugin registers and this module resolves; it does not import pytest, so the rules
+are testable on their own.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from pytest_vcluster.errors import ConfigError
+from pytest_vcluster.versions import KubeVersion, parse_version_list, parse_version_map
+
+__all__ = [
+    "OPTIONS",
+    "TEARDOWN_CHOICES",
+    "OptionSpec",
+    "Settings",
+    "TeardownMode",
+    "describe",
+    "option_spec",
+    "parse_teardown",
+    "resolve_settings",
+]
+
+Kind = Literal["str", "bool", "path", "paths", "seconds", "teardown", "versions", "version-map"]
+
+
+class TeardownMode(enum.StrEnum):
+    """What happens to a vcluster when its fixture ends."""
+
+    DELETE = "delete"
+    PAUSE = "pause"
+    KEEP = "keep"
+    KEEP_ON_FAILURE = "keep-on-failure"
+    PAUSE_ON_FAILURE = "pause-on-failure"
+
+
+TEARDOWN_CHOICES = ", ".join(mode.value for mode in TeardownMode)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One setting: its name, help, default and how its text is parsed."""
+
+    name: str
+    help: str
+    kind: Kind = "str"
+    default: str | None = None
+    metavar: str = "VALUE"
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag, e.g. ``--vcluster-host-name``."""
+        return f"--vcluster-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        """The attribute name on ``config.option`` and the ini key."""
+        return "vcluster_" + self.name.replace("-", "_")
+
+    @property
+    def ini(self) -> str:
+        """The ini key, e.g. ``vcluster_host_name``."""
+        return self.dest
+
+    @property
+    def env(self) -> str:
+        """The environment variable, e.g. ``PYTEST_VCLUSTER_HOST_NAME``."""
+        return "PYTEST_" + self.dest.upper()
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "host-name",
+        "Name of the kind cluster that hosts the vclusters; created if missing.",
+        default="pytest-vcluster",
+        metavar="NAME",
+    ),
+    OptionSpec(
+        "node-image",
+        "Node image for 'kind create cluster --image' (default: kind's own).",
+        metavar="IMAGE",
+    ),
+    OptionSpec(
+        "host-kubeconfig",
+        "Use this existing cluster as host instead of kind; it is never created or deleted.",
+        kind="path",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        "host-context",
+        "Context in --vcluster-host-kubeconfig (default: its current context).",
+        metavar="CONTEXT",
+    ),
+    OptionSpec(
+        "keep-host",
+        "Keep the kind host the plugin created at the end of the run "
+        "(ini/environment: true or false).",
+        kind="bool",
+        default="false",
+        metavar="BOOL",
+    ),
+    OptionSpec(
+        "host-timeout",
+        "Seconds allowed for creating the kind host and for it to become ready.",
+        kind="seconds",
+        default="600",
+        metavar="SECONDS",
+    ),
+    OptionSpec(
+        "chart-repo",
+        "Helm repository of the vcluster chart (vcluster CLI --chart-repo).",
+        metavar="URL",
+    ),
+    OptionSpec(
+        "chart-version",
+        "Version of the vcluster chart (vcluster CLI --chart-version).",
+        metavar="VERSION",
+    ),
+    OptionSpec(
+        "local-chart-dir",
+        "Local vcluster chart directory or .tgz (vcluster CLI --local-chart-dir); "
+        "needed by CLI builds without an embedded chart and offline.",
+        kind="path",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        "values",
+        "Chart values file applied to every vcluster (repeatable; later files win).",
+        kind="paths",
+        metavar="FILE",
+    ),
+    OptionSpec(
+        "versions",
+        "Run every vcluster test once per Kubernetes version, e.g. 1.33,1.34 "
+        "(ids k8s-1.33, k8s-1.34).",
+        kind="versions",
+        metavar="LIST",
+    ),
+    OptionSpec(
+        "version-map",
+        "Image tag per Kubernetes minor, e.g. 1.33=v1.33.13,1.34=v1.34.4, or a YAML/JSON file.",
+        kind="version-map",
+        metavar="MAP",
+    ),
+    OptionSpec(
+        "teardown",
+        f"What to do with a vcluster after its test: {TEARDOWN_CHOICES}.",
+        kind="teardown",
+        default="delete",
+        metavar="MODE",
+    ),
+    OptionSpec(
+        "ready-timeout",
+        "Seconds allowed from 'vcluster create' (or resume) until the vcluster is ready.",
+        kind="seconds",
+        default="300",
+        metavar="SECONDS",
+    ),
+    OptionSpec(
+        "delete-timeout",
+        "Seconds allowed for deleting a vcluster and its namespace.",
+        kind="seconds",
+        default="180",
+        metavar="SECONDS",
+    ),
+    OptionSpec("kind-binary", "Path of the kind binary (default: kind on PATH).", metavar="PATH"),
+    OptionSpec(
+        "vcluster-binary",
+        "Path of the vcluster binary (default: vcluster on PATH).",
+        metavar="PATH",
+    ),
+    OptionSpec("helm-binary", "Path of the helm binary (default: helm on PATH).", metavar="PATH"),
+)
+
+_OPTIONS_BY_NAME = {spec.name: spec for spec in OPTIONS}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting in effect for one pytest run."""
+
+    host_name: str = "pytest-vcluster"
+    node_image: str | None = None
+    host_kubeconfig: Path | None = None
+    host_context: str | None = None
+    keep_host: bool = False
+    host_timeout: float = 600.0
+    chart_repo: str | None = None
+    chart_version: str | None = None
+    local_chart_dir: Path | None = None
+    values_files: tuple[Path, ...] = ()
+    versions: tuple[KubeVersion, ...] = ()
+    version_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    teardown: TeardownMode = TeardownMode.DELETE
+    ready_timeout: float = 300.0
+    delete_timeout: float = 180.0
+    kind_binary: str | None = None
+    vcluster_binary: str | None = None
+    helm_binary: str | None = None
+
+    @property
+    def existing_host(self) -> bool:
+        """True when the host is a cluster given by kubeconfig rather than a kind cluster."""
+        return self.host_kubeconfig is not None
+
+
+def parse_teardown(value: object, *, option: str = "--vcluster-teardown") -> TeardownMode:
+    """Parse a teardown mode, naming the allowed ones when it is not one of them."""
+    try:
+        return TeardownMode(str(value).strip().lower())
+    except ValueError:
+        raise ConfigError(option, f"{value!r} is not a teardown mode", TEARDOWN_CHOICES) from None
+
+
+def _parse_bool(text: str, option: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(option, f"{text!r} is not a boolean", "true, false, 1, 0, yes, no")
+
+
+def _parse_seconds(text: str, option: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ConfigError(option, f"{text!r} is not a number of seconds") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(option, f"{text!r} must be a positive finite number of seconds")
+    return seconds
+
+
+def _parse_binary(text: str, option: str) -> str:
+    # An explicit path is checked now so a typo fails the run before anything is created;
+    # a bare name is looked up on PATH when the tool is first needed.
+    if os.sep in text:
+        path = Path(text).expanduser()
+        if not path.is_file() or not os.access(path, os.X_OK):
+            raise ConfigError(option, f"{text} is not an executable file")
+        return str(path)
+    return text
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """A raw value and where it came from, so errors can name the option as written."""
+
+    value: str | list[str]
+    where: str
+    base: Path
+
+
+def _is_set(value: object) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return value.strip() != ""
+    if isinstance(value, list | tuple):
+        return len(value) > 0
+    return True
+
+
+def _pick(
+    spec: OptionSpec,
+    *,
+    cli: Mapping[str, object],
+    ini: Mapping[str, object],
+    env: Mapping[str, str],
+    cli_dir: Path,
+    ini_dir: Path,
+) -> _Raw | None:
+    cli_value = cli.get(spec.dest)
+    if _is_set(cli_value):
+        return _Raw(_as_text(cli_value), spec.flag, cli_dir)
+    ini_value = ini.get(spec.ini)
+    if _is_set(ini_value):
+        return _Raw(_as_text(ini_value), f"ini option {spec.ini}", ini_dir)
+    env_value = env.get(spec.env)
+    if env_value is not None and env_value.strip():
+        if spec.kind == "paths":
+            return _Raw(env_value.split(os.pathsep), f"environment variable {spec.env}", cli_dir)
+        return _Raw(env_value, f"environment variable {spec.env}", cli_dir)
+    if spec.default is not None:
+        return _Raw(spec.default, spec.flag, cli_dir)
+    return None
+
+
+def _as_text(value: object) -> str | list[str]:
+    if isinstance(value, list | tuple):
+        return [str(item) for item in value]
+    return str(value)
+
+
+def _one(raw: _Raw) -> str:
+    return raw.value if isinstance(raw.value, str) else ",".join(raw.value)
+
+
+def _path(raw: _Raw, text: str, *, must_exist: bool) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = raw.base / path
+    if must_exist and not path.exists():
+        raise ConfigError(raw.where, f"{text} does not exist (looked for {path})")
+    return path
+
+
+def resolve_settings(
+    cli: Mapping[str, object],
+    ini: Mapping[str, object],
+    env: Mapping[str, str],
+    *,
+    cli_dir: Path,
+    ini_dir: Path,
+) -> Settings:
+    """Build :class:`Settings` from the three sources; raise :class:`ConfigError` when invalid.
+
+    ``cli`` maps :attr:`OptionSpec.dest` to parsed option values (``None`` when not given),
+    ``ini`` maps ini keys to their values, ``env`` is usually ``os.environ``. Relative paths
+    are taken relative to ``cli_dir`` (invocation directory) or ``ini_dir`` (the ini file's).
+    """
+    values: dict[str, object] = {}
+    for spec in OPTIONS:
+        raw = _pick(spec, cli=cli, ini=ini, env=env, cli_dir=cli_dir, ini_dir=ini_dir)
+        if raw is None:
+            continue
+        attr = spec.dest.removeprefix("vcluster_")
+        if spec.kind == "paths":
+            items = [raw.value] if isinstance(raw.value, str) else raw.value
+            values["values_files"] = tuple(
+                _path(raw, item, must_exist=True) for item in items if item.strip()
+            )
+            continue
+        text = _one(raw).strip()
+        match spec.kind:
+            case "str":
+                if spec.name.endswith("-binary"):
+                    values[attr] = _parse_binary(text, raw.where)
+                else:
+                    values[attr] = text
+            case "bool":
+                values[attr] = _parse_bool(text, raw.where)
+            case "path":
+                values[attr] = _path(raw, text, must_exist=True)
+            case "seconds":
+                values[attr] = _parse_seconds(text, raw.where)
+            case "teardown":
+                values[attr] = parse_teardown(text, option=raw.where)
+            case "versions":
+                values[attr] = parse_version_list(text, option=raw.where)
+            case "version-map":
+                values[attr] = MappingProxyType(parse_version_map(text, option=raw.where))
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _check_combinations(settings)
+    return settings
+
+
+def _check_combinations(settings: Settings) -> None:
+    if settings.host_context and not settings.host_kubeconfig:
+        raise ConfigError(
+            "--vcluster-host-context",
+            "needs --vcluster-host-kubeconfig (the context is looked up in that file)",
+        )
+    if settings.existing_host and settings.node_image:
+        raise ConfigError(
+            "--vcluster-node-image",
+            "only applies to a kind host; it cannot be combined with --vcluster-host-kubeconfig",
+        )
+    if settings.local_chart_dir and (settings.chart_repo or settings.chart_version):
+        raise ConfigError(
+            "--vcluster-local-chart-dir",
+            "cannot be combined with --vcluster-chart-repo or --vcluster-chart-version",
+        )
+
+
+def option_spec(name: str) -> OptionSpec:
+    """The :class:`OptionSpec` called ``name`` (e.g. ``"teardown"``)."""
+    return _OPTIONS_BY_NAME[name]
+
+
+def describe(settings: Settings, keys: Sequence[str] = ()) -> str:
+    """A one-line summary of ``settings`` for the report header."""
+    parts = []
+    for key in keys or ("teardown", "versions", "chart_version", "local_chart_dir"):
+        value = getattr(settings, key)
+        if value in (None, (), ""):
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(str(item) for item in value)
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)

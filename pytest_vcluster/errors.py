@@ -1,0 +1,91 @@
+"""Exceptions raised by pytest-vcluster.
+
+Every error the plugin raises derives from :class:`VClusterError`, so a test suite can catch
+them all at once; each subclass names one way things go wrong and carries the facts a reader
+needs to fix it (the command, the option, what a wait saw last).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "CommandError",
+    "ConfigError",
+    "HostError",
+    "ToolNotFoundError",
+    "VClusterError",
+    "WaitTimeoutError",
+]
+
+#: How much of a failing command's stderr an error message keeps.
+STDERR_TAIL_LINES = 20
+
+
+class VClusterError(Exception):
+    """Base class of every error raised by pytest-vcluster."""
+
+
+class ConfigError(VClusterError):
+    """A setting or marker argument is invalid.
+
+    ``option`` names the setting as the user wrote it (``--vcluster-teardown`` or
+    ``vcluster(version=...)``) and ``allowed`` describes the values that would be accepted.
+    """
+
+    def __init__(self, option: str, message: str, allowed: str | None = None) -> None:
+        self.option = option
+        self.allowed = allowed
+        text = f"{option}: {message}"
+        if allowed:
+            text += f" (allowed: {allowed})"
+        super().__init__(text)
+
+
+class ToolNotFoundError(VClusterError):
+    """A command-line tool (kind, vcluster, helm) could not be found or run."""
+
+    def __init__(self, tool: str, looked_in: str, hint: str) -> None:
+        self.tool = tool
+        super().__init__(f"{tool} not found ({looked_in}). {hint}")
+
+
+class CommandError(VClusterError):
+    """A command exited non-zero or ran past its timeout."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        exit_code: int | None,
+        stderr: str,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        self.command = list(command)
+        self.exit_code = exit_code
+        self.stderr = stderr
+        self.timeout = timeout
+        self.stderr_tail = "\n".join(stderr.strip().splitlines()[-STDERR_TAIL_LINES:])
+        shown = " ".join(self.command)
+        if timeout is not None and exit_code is None:
+            head = f"command timed out after {timeout:g}s: {shown}"
+        else:
+            head = f"command failed with exit code {exit_code}: {shown}"
+        tail = f"\n--- stderr (last {STDERR_TAIL_LINES} lines) ---\n{self.stderr_tail}"
+        super().__init__(head + (tail if self.stderr_tail else "\n(no stderr)"))
+
+
+class WaitTimeoutError(VClusterError):
+    """A wait ran past its deadline; says what it awaited and what it saw last."""
+
+    def __init__(self, awaited: str, timeout: float, last_seen: str) -> None:
+        self.awaited = awaited
+        self.timeout = timeout
+        self.last_seen = last_seen
+        super().__init__(
+            f"timed out after {timeout:g}s waiting for {awaited}; last seen: {last_seen}"
+        )
+
+
+class HostError(VClusterError):
+    """The host cluster (or Docker, which runs it) is missing or unreachable."""

@@ -1,0 +1,63 @@
+"""The handle a vcluster fixture yields: identity, version, kubeconfig and a private client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubernetes import client
+
+from pytest_vcluster.versions import KubeVersion
+
+__all__ = ["VCluster"]
+
+
+@dataclass(eq=False)
+class VCluster:
+    """A ready virtual cluster.
+
+    Attributes:
+        name: the vcluster (Helm release) name.
+        namespace: the host namespace it runs in (one vcluster per namespace).
+        version: the server's Kubernetes version as ``/version`` reports it (``v1.33.4``).
+        requested_version: the version asked for by marker or option, if any.
+        kubeconfig: a kubeconfig file (mode 0600, in a private directory) whose server is
+            ``https://127.0.0.1:<port>``, usable with kubectl or helm while the fixture lives.
+        api_client: a Kubernetes client configured for this vcluster only (never the global
+            default configuration).
+        spec_hash: hash of the version and chart values, kept as a namespace label.
+        reused: True when a paused vcluster was resumed instead of created.
+    """
+
+    name: str
+    namespace: str
+    version: str
+    requested_version: KubeVersion | None
+    kubeconfig: Path
+    api_client: client.ApiClient
+    spec_hash: str
+    reused: bool = False
+    _pause: Callable[[], None] | None = field(default=None, repr=False)
+    _resume: Callable[[], None] | None = field(default=None, repr=False)
+
+    @property
+    def server(self) -> str:
+        """The API server URL in :attr:`kubeconfig` and :attr:`api_client`."""
+        return str(self.api_client.configuration.host)
+
+    def core_v1(self) -> client.CoreV1Api:
+        """A ``CoreV1Api`` on :attr:`api_client`."""
+        return client.CoreV1Api(self.api_client)
+
+    def pause(self) -> None:
+        """Pause the vcluster (``vcluster pause``): its control plane scales to zero."""
+        if self._pause is None:
+            raise RuntimeError(f"vcluster {self.name} cannot be paused from this handle")
+        self._pause()
+
+    def resume(self) -> None:
+        """Resume a paused vcluster and wait until it is ready again."""
+        if self._resume is None:
+            raise RuntimeError(f"vcluster {self.name} cannot be resumed from this handle")
+        self._resume()

@@ -1,0 +1,103 @@
+"""The ``vcluster`` marker: its arguments, validated into one frozen object.
+
+``@pytest.mark.vcluster(version=None, versions=None, values=None, values_file=None,
+teardown=None, timeout=None)``. Validation happens at collection; a bad argument raises
+:class:`~pytest_vcluster.errors.ConfigError` naming it, which the plugin reports together with
+the test id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_vcluster.config import TeardownMode, parse_teardown
+from pytest_vcluster.errors import ConfigError
+from pytest_vcluster.versions import KubeVersion, parse_version, parse_version_list
+
+__all__ = ["MARKER_HELP", "MarkerArgs", "parse_marker"]
+
+MARKER_HELP = (
+    "vcluster(version=None, versions=None, values=None, values_file=None, teardown=None, "
+    "timeout=None): choose the virtual cluster of this test: a Kubernetes version ('1.33' or "
+    "'v1.33.4') or a list of versions to run the test once per version, chart values (a dict or "
+    "a YAML file), the teardown mode (delete, pause, keep, keep-on-failure, pause-on-failure) "
+    "and the ready timeout in seconds."
+)
+
+_ARGS = ("version", "versions", "values", "values_file", "teardown", "timeout")
+
+
+@dataclass(frozen=True)
+class MarkerArgs:
+    """Validated marker arguments; ``None`` means "not given, use the settings"."""
+
+    version: KubeVersion | None = None
+    versions: tuple[KubeVersion, ...] = ()
+    values: Mapping[str, Any] | None = None
+    values_file: Path | None = None
+    teardown: TeardownMode | None = None
+    timeout: float | None = None
+
+
+def _arg(name: str) -> str:
+    return f"vcluster({name}=...)"
+
+
+def parse_marker(
+    args: Sequence[object], kwargs: Mapping[str, object], base_dir: Path
+) -> MarkerArgs:
+    """Validate marker arguments; relative ``values_file`` paths start at ``base_dir``."""
+    if args:
+        raise ConfigError(
+            "vcluster(...)",
+            f"positional arguments {list(args)!r} are not accepted",
+            ", ".join(_ARGS),
+        )
+    unknown = sorted(set(kwargs) - set(_ARGS))
+    if unknown:
+        raise ConfigError(f"vcluster({unknown[0]}=...)", "unknown argument", ", ".join(_ARGS))
+    version = kwargs.get("version")
+    versions = kwargs.get("versions")
+    if version is not None and versions is not None:
+        raise ConfigError(_arg("versions"), "give either version or versions, not both")
+    parsed_version = parse_version(version, option=_arg("version")) if version is not None else None
+    parsed_versions: tuple[KubeVersion, ...] = ()
+    if versions is not None:
+        if isinstance(versions, str):
+            raise ConfigError(_arg("versions"), "must be a list, e.g. ['1.33', '1.34']")
+        parsed_versions = parse_version_list(versions, option=_arg("versions"))
+
+    values = kwargs.get("values")
+    if values is not None and not isinstance(values, Mapping):
+        raise ConfigError(_arg("values"), f"must be a dict of chart values, got {values!r}")
+
+    values_file: Path | None = None
+    raw_file = kwargs.get("values_file")
+    if raw_file is not None:
+        if not isinstance(raw_file, str | Path):
+            raise ConfigError(_arg("values_file"), f"must be a path, got {raw_file!r}")
+        values_file = Path(raw_file).expanduser()
+        if not values_file.is_absolute():
+            values_file = base_dir / values_file
+        if not values_file.is_file():
+            raise ConfigError(_arg("values_file"), f"{raw_file} does not exist ({values_file})")
+
+    teardown = kwargs.get("teardown")
+    parsed_teardown = parse_teardown(teardown, option=_arg("teardown")) if teardown else None
+
+    timeout = kwargs.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise ConfigError(_arg("timeout"), f"must be a positive number of seconds, got {timeout!r}")
+    return MarkerArgs(
+        version=parsed_version,
+        versions=parsed_versions,
+        values=dict(values) if values is not None else None,
+        values_file=values_file,
+        teardown=parsed_teardown,
+        timeout=float(timeout) if timeout is not None else None,
+    )

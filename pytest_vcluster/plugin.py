@@ -1,0 +1,328 @@
+"""pytest wiring: options, the ``vcluster`` marker, hooks and fixtures. No cluster calls here.
+
+Fixtures:
+    ``vcluster_host`` (session): the host cluster (:class:`~pytest_vcluster.host.HostInfo`).
+    ``vcluster`` (function): a fresh vcluster for this test.
+    ``vcluster_worker`` (function): the vcluster shared by all tests of this process (xdist
+    worker) that ask for the same version and values.
+    ``vcluster_factory`` (function): a callable creating more vclusters in one test.
+    ``vcluster_version`` and ``vcluster_values`` (function): inputs, overridable in a conftest.
+    ``vcluster_settings`` (session): the resolved :class:`~pytest_vcluster.config.Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Generator, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from pytest_vcluster.config import OPTIONS, Settings, resolve_settings
+from pytest_vcluster.errors import ConfigError
+from pytest_vcluster.handle import VCluster
+from pytest_vcluster.host import HostInfo
+from pytest_vcluster.lifecycle import VClusterManager, deep_merge
+from pytest_vcluster.markers import MARKER_HELP, MarkerArgs, parse_marker
+from pytest_vcluster.report import header_lines
+from pytest_vcluster.session import (
+    VClusterFactory,
+    WorkerPool,
+    finalize_host,
+    host_session,
+    host_state_dir,
+)
+from pytest_vcluster.stats import Stats
+from pytest_vcluster.versions import KubeVersion
+
+__all__ = [
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_generate_tests",
+    "pytest_report_header",
+    "pytest_runtest_makereport",
+    "pytest_sessionfinish",
+    "pytest_terminal_summary",
+    "pytest_testnodedown",
+    "vcluster",
+    "vcluster_factory",
+    "vcluster_host",
+    "vcluster_settings",
+    "vcluster_values",
+    "vcluster_version",
+    "vcluster_worker",
+]
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+STATS_KEY = pytest.StashKey[Stats]()
+REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+#: Fixtures whose use makes a test take part in the version matrix.
+VCLUSTER_FIXTURES = frozenset(
+    {"vcluster", "vcluster_worker", "vcluster_factory", "vcluster_version"}
+)
+
+
+# -- options and configuration --------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register ``--vcluster-*`` options and their ``vcluster_*`` ini twins."""
+    group = parser.getgroup("vcluster", "virtual Kubernetes clusters (pytest-vcluster)")
+    for spec in OPTIONS:
+        where = f"[ini: {spec.ini}; env: {spec.env}"
+        where += f"; default: {spec.default}]" if spec.default is not None else "]"
+        kwargs: dict[str, Any] = {"dest": spec.dest, "default": None, "metavar": spec.metavar}
+        if spec.kind == "paths":
+            kwargs["action"] = "append"
+        elif spec.kind == "bool":
+            # A plain flag: an optional value would swallow a following test path.
+            kwargs.update(action="store_const", const="true")
+            del kwargs["metavar"]
+        group.addoption(spec.flag, help=f"{spec.help} {where}", **kwargs)
+        if spec.kind == "paths":
+            parser.addini(spec.ini, spec.help, type="linelist", default=[])
+        else:
+            parser.addini(spec.ini, spec.help, type="string", default="")
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _worker_id(config: pytest.Config) -> str:
+    workerinput: Mapping[str, Any] | None = getattr(config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else "master"
+
+
+def _run_id(config: pytest.Config) -> str:
+    workerinput: Mapping[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput and workerinput.get("testrunuid"):
+        return str(workerinput["testrunuid"])
+    return uuid.uuid4().hex
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker and resolve the settings once; bad values are usage errors."""
+    config.addinivalue_line("markers", MARKER_HELP)
+    cli = {spec.dest: config.getoption(spec.dest) for spec in OPTIONS}
+    ini = {spec.ini: config.getini(spec.ini) for spec in OPTIONS}
+    ini_dir = config.inipath.parent if config.inipath else config.rootpath
+    try:
+        settings = resolve_settings(
+            cli, ini, os.environ, cli_dir=config.invocation_params.dir, ini_dir=ini_dir
+        )
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-vcluster: {exc}") from None
+    config.stash[SETTINGS_KEY] = settings
+    config.stash[STATS_KEY] = Stats()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Show the host and the tool versions in effect."""
+    return header_lines(config.stash[SETTINGS_KEY])
+
+
+# -- collection: marker validation and the version matrix ----------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Validate the ``vcluster`` marker and parametrize over versions."""
+    definition = metafunc.definition
+    marker = definition.get_closest_marker("vcluster")
+    error: ConfigError | None = None
+    args = MarkerArgs()
+    if marker is not None:
+        try:
+            args = parse_marker(marker.args, marker.kwargs, definition.path.parent)
+        except ConfigError as exc:
+            error = exc
+    if error is not None:
+        # A collection error without traceback: names the test and the argument, and works
+        # the same under xdist (a UsageError raised in a worker would crash it instead).
+        pytest.fail(f"usage error in {definition.nodeid}: {error}", pytrace=False)
+    if not VCLUSTER_FIXTURES.intersection(metafunc.fixturenames):
+        return
+    if args.version is not None:
+        return
+    versions = args.versions or metafunc.config.stash[SETTINGS_KEY].versions
+    if versions:
+        metafunc.parametrize(
+            "vcluster_version",
+            list(versions),
+            ids=[version.test_id for version in versions],
+            indirect=True,
+        )
+
+
+# -- reports, summary, xdist -----------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """Keep each phase's report on the item, so teardown knows whether the test failed."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    item.stash.setdefault(REPORTS_KEY, {})[report.when] = report
+
+
+def _failed(item: pytest.Item) -> bool:
+    return any(report.failed for report in item.stash.get(REPORTS_KEY, {}).values())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Workers hand their stats to the controller; the controller removes the shared host."""
+    config = session.config
+    stats = config.stash.get(STATS_KEY, None)
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if _is_xdist_worker(config):
+        if stats is not None:
+            config.workeroutput["vcluster_stats"] = stats.to_dict()  # type: ignore[attr-defined]
+        return
+    factory = getattr(config, "_tmp_path_factory", None)  # the same object xdist uses
+    if settings is None or factory is None or config.option.collectonly:
+        return
+    if getattr(config.option, "numprocesses", None) and not settings.existing_host:
+        finalize_host(settings, host_state_dir(factory.getbasetemp(), is_xdist_worker=False))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """xdist controller: merge a finished worker's stats."""
+    output: dict[str, Any] = getattr(node, "workeroutput", None) or {}
+    config: pytest.Config | None = getattr(node, "config", None)
+    if output.get("vcluster_stats") and config is not None:
+        config.stash[STATS_KEY].merge(output["vcluster_stats"])
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """List vclusters created, resumed, paused, deleted and their ready times."""
+    stats = config.stash.get(STATS_KEY, None)
+    if stats is None or stats.empty:
+        return
+    terminalreporter.write_sep("-", "pytest-vcluster")
+    for line in stats.summary_lines():
+        terminalreporter.write_line(line)
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def vcluster_settings(pytestconfig: pytest.Config) -> Settings:
+    """The settings in effect (command line > ini > environment > default)."""
+    return pytestconfig.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def vcluster_host(
+    pytestconfig: pytest.Config,
+    tmp_path_factory: pytest.TempPathFactory,
+    vcluster_settings: Settings,
+) -> Iterator[HostInfo]:
+    """The host cluster: a kind cluster shared by all workers, or the existing cluster."""
+    worker = _is_xdist_worker(pytestconfig)
+    state_dir = host_state_dir(tmp_path_factory.getbasetemp(), is_xdist_worker=worker)
+    with host_session(vcluster_settings, state_dir, is_xdist_worker=worker) as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def _vcluster_manager(
+    pytestconfig: pytest.Config,
+    tmp_path_factory: pytest.TempPathFactory,
+    vcluster_settings: Settings,
+    vcluster_host: HostInfo,
+) -> Iterator[VClusterManager]:
+    workdir = tmp_path_factory.mktemp("vcluster")
+    workdir.chmod(0o700)
+    manager = VClusterManager(
+        settings=vcluster_settings,
+        host=vcluster_host,
+        run_id=_run_id(pytestconfig),
+        worker=_worker_id(pytestconfig),
+        workdir=workdir,
+        stats=pytestconfig.stash[STATS_KEY],
+    )
+    yield manager
+    manager.close()
+
+
+@pytest.fixture(scope="session")
+def _vcluster_worker_pool(
+    request: pytest.FixtureRequest,
+    pytestconfig: pytest.Config,
+    vcluster_settings: Settings,
+    _vcluster_manager: VClusterManager,
+) -> Iterator[WorkerPool]:
+    pool = WorkerPool(_vcluster_manager, vcluster_settings, _worker_id(pytestconfig))
+    yield pool
+    pool.close(failed=request.session.testsfailed > 0)
+
+
+def _marker(request: pytest.FixtureRequest) -> MarkerArgs:
+    # Validated at collection already (pytest_generate_tests), so this cannot fail here.
+    marker = request.node.get_closest_marker("vcluster")
+    if marker is None:
+        return MarkerArgs()
+    return parse_marker(marker.args, marker.kwargs, request.node.path.parent)
+
+
+@pytest.fixture
+def vcluster_version(request: pytest.FixtureRequest) -> KubeVersion | None:
+    """The Kubernetes version for this test: matrix parameter, else marker, else chart default."""
+    param: KubeVersion | None = getattr(request, "param", None)
+    return param if param is not None else _marker(request).version
+
+
+@pytest.fixture
+def vcluster_values() -> Mapping[str, Any]:
+    """Extra chart values for this test's vclusters (below the marker's); override to set."""
+    return {}
+
+
+@pytest.fixture
+def vcluster_factory(
+    request: pytest.FixtureRequest,
+    vcluster_settings: Settings,
+    vcluster_version: KubeVersion | None,
+    vcluster_values: Mapping[str, Any],
+    _vcluster_manager: VClusterManager,
+) -> Iterator[VClusterFactory]:
+    """Create extra vclusters in one test: ``vcluster_factory(version=..., values=...)``."""
+    factory = VClusterFactory(
+        manager=_vcluster_manager,
+        settings=vcluster_settings,
+        nodeid=request.node.nodeid,
+        test_name=request.node.name,
+        marker=_marker(request),
+        default_version=vcluster_version,
+        extra_values=vcluster_values,
+    )
+    yield factory
+    factory.close(failed=_failed(request.node))
+
+
+@pytest.fixture
+def vcluster(vcluster_factory: VClusterFactory) -> VCluster:
+    """A fresh vcluster for this test, torn down after it (``--vcluster-teardown``)."""
+    return vcluster_factory()
+
+
+@pytest.fixture
+def vcluster_worker(
+    request: pytest.FixtureRequest,
+    vcluster_version: KubeVersion | None,
+    vcluster_values: Mapping[str, Any],
+    _vcluster_worker_pool: WorkerPool,
+) -> VCluster:
+    """The vcluster this process (xdist worker) shares between tests of the same spec."""
+    marker = _marker(request)
+    values = deep_merge(vcluster_values, marker.values or {})
+    return _vcluster_worker_pool.get(vcluster_version, values or None, marker.values_file)

@@ -1,0 +1,51 @@
+"""Text for pytest's report header: host in effect and versions of the tools found."""
+
+from __future__ import annotations
+
+from pytest_vcluster.config import Settings, describe
+from pytest_vcluster.errors import ToolNotFoundError, VClusterError
+from pytest_vcluster.runner import CommandRunner, find_tool
+
+__all__ = ["header_lines", "tool_version"]
+
+_VERSION_ARGS = {
+    "kind": ["version"],
+    "vcluster": ["version"],
+    "helm": ["version", "--short"],
+}
+
+
+def tool_version(tool: str, configured: str | None, runner: CommandRunner | None = None) -> str:
+    """``TOOL VERSION`` or a short reason why it is unavailable; never raises."""
+    try:
+        path = find_tool(tool, configured)
+        result = (runner or CommandRunner()).run([path, *_VERSION_ARGS[tool]], timeout=10)
+    except ToolNotFoundError:
+        return f"{tool}: not found" + (f" at {configured}" if configured else " on PATH")
+    except VClusterError as exc:
+        first = str(exc).splitlines()[0]
+        return f"{tool}: unavailable ({first[:120]})"
+    text = (result.stdout or result.stderr).strip().splitlines()
+    return f"{tool}: {text[0] if text else 'unknown version'}"
+
+
+def header_lines(settings: Settings) -> list[str]:
+    """Lines for ``pytest_report_header``."""
+    if settings.existing_host:
+        host = (
+            f"existing host, kubeconfig {settings.host_kubeconfig}, "
+            f"context {settings.host_context or '(current)'}"
+        )
+    else:
+        image = settings.node_image or "kind default"
+        keep = ", kept at exit" if settings.keep_host else ""
+        host = f"kind host {settings.host_name!r} (node image: {image}{keep})"
+    tools = [("vcluster", settings.vcluster_binary), ("helm", settings.helm_binary)]
+    if not settings.existing_host:
+        tools.insert(0, ("kind", settings.kind_binary))
+    lines = [f"vcluster: {host}"]
+    lines.append("vcluster tools: " + "; ".join(tool_version(t, c) for t, c in tools))
+    summary = describe(settings)
+    if summary:
+        lines.append(f"vcluster settings: {summary}")
+    return lines

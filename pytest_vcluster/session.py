@@ -1,0 +1,163 @@
+"""Per-process building blocks behind the fixtures: host lifetime, worker pool, factory.
+
+These glue :mod:`~pytest_vcluster.host` and :mod:`~pytest_vcluster.lifecycle` together the way
+the fixtures need them, without importing pytest, so ``plugin.py`` stays wiring only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_vcluster.config import Settings, TeardownMode
+from pytest_vcluster.handle import VCluster
+from pytest_vcluster.host import HostInfo, HostLease, connect_existing_host
+from pytest_vcluster.lifecycle import VClusterManager, decide_teardown, deep_merge, make_spec
+from pytest_vcluster.markers import MarkerArgs
+from pytest_vcluster.versions import KubeVersion, parse_version
+
+__all__ = [
+    "VClusterFactory",
+    "WorkerPool",
+    "finalize_host",
+    "host_session",
+    "host_state_dir",
+]
+
+log = logging.getLogger(__name__)
+
+
+def host_state_dir(basetemp: Path, *, is_xdist_worker: bool) -> Path:
+    """The directory every process of one run shares for the host lock and state.
+
+    An xdist worker's base temp is ``<controller base temp>/<worker id>``, so its parent is
+    the controller's base temp; a process without xdist uses its own base temp.
+    """
+    return basetemp.parent if is_xdist_worker else basetemp
+
+
+@contextlib.contextmanager
+def host_session(
+    settings: Settings, state_dir: Path, *, is_xdist_worker: bool
+) -> Iterator[HostInfo]:
+    """Acquire the host for this process; release it (and maybe delete it) afterwards."""
+    if settings.host_kubeconfig is not None:
+        yield connect_existing_host(settings.host_kubeconfig, settings.host_context)
+        return
+    lease = HostLease(settings, state_dir)
+    info = lease.acquire()
+    try:
+        yield info
+    finally:
+        # Under xdist the controller deletes the host once every worker is done.
+        lease.release(may_delete=not is_xdist_worker)
+
+
+def finalize_host(settings: Settings, state_dir: Path) -> bool:
+    """At the end of an xdist run (controller): delete the kind host if this run created it."""
+    if settings.existing_host:
+        return False
+    return HostLease(settings, state_dir).finalize()
+
+
+@dataclass
+class WorkerPool:
+    """vclusters shared by all tests of one process, one per distinct spec (version, values)."""
+
+    manager: VClusterManager
+    settings: Settings
+    worker: str
+    _handles: dict[str, VCluster] = field(default_factory=dict)
+
+    def get(
+        self,
+        version: KubeVersion | None,
+        values: Mapping[str, Any] | None = None,
+        values_file: Path | None = None,
+    ) -> VCluster:
+        """The shared vcluster for this spec, created on first use."""
+        spec = make_spec(
+            self.settings,
+            slot=f"worker:{self.worker}",
+            test=f"worker {self.worker}",
+            label=f"worker-{self.worker}",
+            version=version,
+            values=values,
+            values_file=values_file,
+        )
+        handle = self._handles.get(spec.spec_hash)
+        if handle is None:
+            handle = self.manager.create(spec, teardown_on_error=self.settings.teardown)
+            self._handles[spec.spec_hash] = handle
+        return handle
+
+    def close(self, *, failed: bool) -> None:
+        """Tear every shared vcluster down according to ``--vcluster-teardown``."""
+        action = decide_teardown(self.settings.teardown, failed)
+        for handle in self._handles.values():
+            self.manager.finish(handle, action)
+        self._handles.clear()
+
+
+@dataclass
+class VClusterFactory:
+    """Creates vclusters for one test; all of them are torn down when the test ends.
+
+    Call it with keyword arguments to override the test's marker: ``version``, ``values``,
+    ``values_file``, ``timeout``. The ``vcluster`` fixture is the factory's first call.
+    """
+
+    manager: VClusterManager
+    settings: Settings
+    nodeid: str
+    test_name: str
+    marker: MarkerArgs
+    default_version: KubeVersion | None
+    extra_values: Mapping[str, Any] | None = None
+    created: list[VCluster] = field(default_factory=list)
+
+    @property
+    def teardown_mode(self) -> TeardownMode:
+        """The marker's teardown mode, else the setting."""
+        return self.marker.teardown or self.settings.teardown
+
+    def __call__(
+        self,
+        *,
+        version: str | KubeVersion | None = None,
+        values: Mapping[str, Any] | None = None,
+        values_file: str | Path | None = None,
+        timeout: float | None = None,
+    ) -> VCluster:
+        """Create (or resume) a vcluster and return it once it is ready."""
+        if isinstance(version, str):
+            version = parse_version(version, option="vcluster_factory(version=...)")
+        merged: dict[str, Any] = dict(self.extra_values or {})
+        for layer in (self.marker.values, values):
+            if layer:
+                merged = deep_merge(merged, layer)
+        index = len(self.created)
+        spec = make_spec(
+            self.settings,
+            slot=f"test:{self.nodeid}:{index}",
+            test=self.nodeid,
+            label=self.test_name,
+            version=version or self.default_version,
+            values=merged,
+            values_file=Path(values_file) if values_file else self.marker.values_file,
+            ready_timeout=timeout or self.marker.timeout,
+        )
+        handle = self.manager.create(spec, teardown_on_error=self.teardown_mode)
+        self.created.append(handle)
+        return handle
+
+    def close(self, *, failed: bool) -> None:
+        """Tear down every vcluster this factory made, newest first."""
+        action = decide_teardown(self.teardown_mode, failed)
+        for handle in reversed(self.created):
+            self.manager.finish(handle, action)
+        self.created.clear()

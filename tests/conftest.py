@@ -1,0 +1,29 @@
+"""Shared test configuration: pytester for plugin tests, helpers for fake command-line tools."""
+
+from __future__ import annotations
+
+import stat
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+FakeTool = Callable[[str, str], Path]
+
+
+@pytest.fixture
+def fake_tool(tmp_path: Path) -> FakeTool:
+    """Write an executable Python script named ``name`` into ``tmp_path/bin`` and return it."""
+
+    def make(name: str, body: str) -> Path:
+        bindir = tmp_path / "bin"
+        bindir.mkdir(exist_ok=True)
+        path = bindir / name
+        path.write_text(f"#!{sys.executable}\nimport os, sys, json, time\n{body}\n")
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        return path
+
+    return make

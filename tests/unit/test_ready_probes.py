@@ -1,0 +1,184 @@
+"""Readiness inside the virtual cluster, against a local HTTPS stand-in for its API server.
+
+The stand-in serves a certificate for ``localhost`` on 127.0.0.1, as the vcluster API does
+behind the port forward, so this also checks that the rewritten kubeconfig keeps TLS
+verification on and verifies the certificate as ``localhost``.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from kubernetes import client, config
+
+from pytest_vcluster.config import Settings
+from pytest_vcluster.errors import WaitTimeoutError
+from pytest_vcluster.host import HostInfo
+from pytest_vcluster.lifecycle import VClusterManager, rewrite_kubeconfig
+from pytest_vcluster.waits import Deadline
+
+VERSION = {
+    "major": "1",
+    "minor": "33",
+    "gitVersion": "v1.33.4",
+    "gitCommit": "abc",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.24",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
+def coredns_pods(ready: bool) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PodList",
+        "metadata": {},
+        "items": [
+            {
+                "metadata": {"name": "coredns-1", "namespace": "kube-system"},
+                "status": {
+                    "phase": "Running",
+                    "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                },
+            }
+        ],
+    }
+
+
+class FakeAPI(http.server.BaseHTTPRequestHandler):
+    state: ClassVar[dict[str, int]] = {}
+    missing_sa_answers = 2
+    coredns_ready = True
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0].rstrip("/")
+        self.state[path] = self.state.get(path, 0) + 1
+        if path == "/readyz":
+            self.reply(200, "ok", "text/plain")
+        elif path == "/version":
+            self.reply(200, json.dumps(VERSION))
+        elif path == "/api/v1/namespaces/default/serviceaccounts/default":
+            if self.state[path] <= self.missing_sa_answers:
+                self.reply(404, json.dumps({"kind": "Status", "code": 404, "reason": "NotFound"}))
+            else:
+                self.reply(200, json.dumps({"metadata": {"name": "default"}}))
+        elif path == "/api/v1/namespaces/kube-system/pods":
+            self.reply(200, json.dumps(coredns_pods(self.coredns_ready)))
+        else:
+            self.reply(404, "{}")
+
+    def reply(self, code: int, body: str, content_type: str = "application/json") -> None:
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def server(certificate: tuple[Path, Path]) -> Iterator[int]:
+    FakeAPI.state = {}
+    FakeAPI.coredns_ready = True
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeAPI)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def api_client(
+    tmp_path: Path, certificate: tuple[Path, Path], port: int, name: str
+) -> client.ApiClient:
+    ca = base64.b64encode(certificate[0].read_bytes()).decode()
+    secret_kubeconfig = f"""
+apiVersion: v1
+kind: Config
+clusters:
+- name: vc
+  cluster: {{server: "https://localhost:8443", certificate-authority-data: {ca}}}
+contexts: [{{name: vc, context: {{cluster: vc, user: vc}}}}]
+current-context: vc
+users: [{{name: vc, user: {{token: secret}}}}]
+"""
+    path = tmp_path / "kubeconfig"
+    path.write_text(rewrite_kubeconfig(secret_kubeconfig, f"https://127.0.0.1:{port}", name))
+    configuration = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(path), client_configuration=configuration, persist_config=False
+    )
+    return client.ApiClient(configuration)
+
+
+def manager(tmp_path: Path) -> VClusterManager:
+    host = HostInfo("kind", "t", tmp_path / "unused", None, False)
+    return VClusterManager(Settings(), host, "run", "gw0", tmp_path, sleep=lambda _: None)
+
+
+def test_waits_for_service_account_then_reports_version(
+    tmp_path: Path, certificate: tuple[Path, Path], server: int
+) -> None:
+    with api_client(tmp_path, certificate, server, "localhost") as api:
+        version = manager(tmp_path)._wait_inside(api, Deadline(30))
+    assert version == "v1.33.4"
+    assert FakeAPI.state["/api/v1/namespaces/default/serviceaccounts/default"] == 3
+
+
+def test_coredns_not_ready_times_out_saying_what_it_saw(
+    tmp_path: Path, certificate: tuple[Path, Path], server: int
+) -> None:
+    FakeAPI.coredns_ready = False
+    with (
+        api_client(tmp_path, certificate, server, "localhost") as api,
+        pytest.raises(WaitTimeoutError) as info,
+    ):
+        manager(tmp_path)._wait_inside(api, Deadline(0.5))
+    assert "CoreDNS" in info.value.awaited
+    assert info.value.last_seen == "coredns-1 Running not ready"
+
+
+def test_certificate_is_verified_against_the_tls_server_name(
+    tmp_path: Path, certificate: tuple[Path, Path], server: int
+) -> None:
+    with (
+        api_client(tmp_path, certificate, server, "not-localhost") as api,
+        pytest.raises(
+            WaitTimeoutError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"
+        ),
+    ):
+        manager(tmp_path)._wait_inside(api, Deadline(0.5))

@@ -1,0 +1,43 @@
+"""Report header lines and tool versions, tolerant of missing tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import FakeTool
+
+from pytest_vcluster.config import Settings
+from pytest_vcluster.report import header_lines, tool_version
+
+
+def test_tool_version(fake_tool: FakeTool) -> None:
+    kind = fake_tool("kind", "print('kind v0.32.0 go1.26 linux/amd64')")
+    helm = fake_tool("helm", "assert sys.argv[1:] == ['version', '--short']\nprint('v3.19.0+g1')")
+    assert tool_version("kind", str(kind)) == "kind: kind v0.32.0 go1.26 linux/amd64"
+    assert tool_version("helm", str(helm)) == "helm: v3.19.0+g1"
+
+
+def test_missing_and_broken_tools_do_not_raise(
+    fake_tool: FakeTool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert tool_version("vcluster", None) == "vcluster: not found on PATH"
+    broken = fake_tool("vcluster", "sys.exit(2)")
+    assert tool_version("vcluster", str(broken)).startswith(
+        "vcluster: unavailable (command failed with exit code 2"
+    )
+
+
+def test_header_kind_host(fake_tool: FakeTool) -> None:
+    kind = fake_tool("kind", "print('kind v0.32.0')")
+    lines = header_lines(Settings(node_image="node:1", kind_binary=str(kind), keep_host=True))
+    assert lines[0] == "vcluster: kind host 'pytest-vcluster' (node image: node:1, kept at exit)"
+    assert lines[1].startswith("vcluster tools: kind: kind v0.32.0; vcluster: ")
+    assert lines[2] == "vcluster settings: teardown=delete"
+
+
+def test_header_existing_host(tmp_path: Path) -> None:
+    lines = header_lines(Settings(host_kubeconfig=tmp_path / "kc", host_context="prod"))
+    assert lines[0] == f"vcluster: existing host, kubeconfig {tmp_path / 'kc'}, context prod"
+    assert "kind:" not in lines[1]
