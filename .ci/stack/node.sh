@@ -65,11 +65,17 @@ node_image() {
     (( SECONDS < deadline )) || die "containerd inside the node build container did not start in 60s"
     sleep 1
   done
-  local image
+  # One archive for all images shares their common layers; pinned images are never garbage
+  # collected by the kubelet (containerd 1.6's ctr import has no --label, hence the second pass).
+  docker save "$@" | docker exec -i "$builder" ctr -n k8s.io images import --no-unpack - >/dev/null \
+    || die "importing images into the node image failed"
+  local image ref
   for image in "$@"; do
-    docker save "$image" | docker exec -i "$builder" ctr -n k8s.io images import --no-unpack \
-      --label io.cri-containerd.pinned=pinned - >/dev/null || die "importing $image into the node image failed"
-    log "node image: preloaded $image"
+    ref="$image"
+    [[ "${image%%/*}" == *.* ]] || ref="docker.io/$image"
+    docker exec "$builder" ctr -n k8s.io images label "$ref" io.cri-containerd.pinned=pinned >/dev/null \
+      || die "image $ref is missing from the node's containerd after import"
+    log "node image: preloaded $ref"
   done
   docker exec "$builder" sh -c 'pkill containerd; sleep 2; rm -f /var/log/containerd-build.log'
   docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' --change 'CMD []' \

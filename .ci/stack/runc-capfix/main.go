@@ -16,6 +16,11 @@ import (
 
 const defaultRuntime = "/usr/sbin/runc"
 
+// globalValueFlags are runc's global flags that take a separate value argument.
+var globalValueFlags = map[string]bool{
+	"--root": true, "--log": true, "--log-format": true, "--criu": true, "--rootless": true,
+}
+
 func main() {
 	realRuntime := os.Getenv("RUNC_CAPFIX_RUNTIME")
 	if realRuntime == "" {
@@ -76,6 +81,8 @@ func patch(args []string, drop []string) error {
 			process = v
 		} else if v, ok := value("-p"); ok {
 			process = v
+		} else if globalValueFlags[a] {
+			i++ // the flag's value is not the command
 		} else if command == "" && !strings.HasPrefix(a, "-") {
 			command = a
 		}
