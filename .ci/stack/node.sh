@@ -11,26 +11,34 @@ node_base_image() {
   local ctx; ctx="$(fresh_context kind-base)"
   cp -r "$kind_dir/images/base/files" "$ctx/files"
   chmod -R u+w "$ctx/files"
+  # Lowering a process's oom_score_adj needs CAP_SYS_RESOURCE, which this machine may lack; runc
+  # then dies before the container starts ("can't get final child's PID from pipe"). containerd's
+  # restrict_oom_score_adj clamps pod scores to its own instead (set in the Dockerfile below).
   # containerd's default OCI spec minus rlimits, as kind does; kind's createContainer hook that
   # gives each container its own product_uuid is left out: it matters only for multi-node hosts.
   ctr oci spec | python3 -c 'import json,sys; s=json.load(sys.stdin); s["process"].pop("rlimits", None); json.dump(s, sys.stdout, indent=2)' \
     >"$ctx/cri-base.json"
-  cp "$STACK_DIR/node/10-pytest-vcluster.conflist" "$ctx/"
+  cp "$STACK_DIR/node/10-pytest-vcluster.conflist" "$STACK_DIR/node/pytest-vcluster-egress-guard.service" "$ctx/"
+  cp "$STACK_DIR/node/egress-guard.sh" "$ctx/pytest-vcluster-egress-guard"
   cat >"$ctx/Dockerfile" <<DOCKERFILE
 FROM $rootfs
 COPY files/ /
 COPY cri-base.json /etc/containerd/cri-base.json
 COPY 10-pytest-vcluster.conflist /etc/cni/net.d/10-pytest-vcluster.conflist
+COPY pytest-vcluster-egress-guard /usr/local/bin/pytest-vcluster-egress-guard
+COPY pytest-vcluster-egress-guard.service /etc/systemd/system/pytest-vcluster-egress-guard.service
 RUN chmod 755 /kind /kind/bin \\
  && chmod +x /usr/local/bin/entrypoint /usr/local/bin/clean-install /kind/bin/*.sh \\
  && sed -i 's#/usr/local/bin/containerd#/usr/bin/containerd#' /etc/systemd/system/containerd.service \\
+ && sed -i 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' /etc/containerd/config.toml \\
  && find /lib/systemd/system/sysinit.target.wants/ -name systemd-tmpfiles-setup.service -delete \\
  && rm -f /lib/systemd/system/multi-user.target.wants/* /etc/systemd/system/*.wants/* \\
       /lib/systemd/system/local-fs.target.wants/* /lib/systemd/system/sockets.target.wants/*udev* \\
       /lib/systemd/system/sockets.target.wants/*initctl* /lib/systemd/system/basic.target.wants/* \\
  && echo "ReadKMsg=no" >> /etc/systemd/journald.conf \\
  && ln -sf /usr/lib/systemd/systemd /sbin/init \\
- && systemctl enable kubelet.service containerd.service undo-mount-hacks.service \\
+ && chmod +x /usr/local/bin/pytest-vcluster-egress-guard \\
+ && systemctl enable kubelet.service containerd.service undo-mount-hacks.service pytest-vcluster-egress-guard.service \\
  && systemctl mask systemd-binfmt.service \\
  && mkdir -p /etc/kubernetes/manifests /opt/cni/bin \\
  && for p in host-local loopback ptp portmap bridge; do ln -sf /usr/lib/cni/\$p /opt/cni/bin/\$p; done

@@ -58,22 +58,38 @@ class PortForward:
     def __init__(self, stack: Stack, kubeconfig: Path, namespace: str, target: str, remote: int):
         self.port = free_port()
         self._proc = subprocess.Popen(
-            [stack.tool("kubectl"), "--kubeconfig", str(kubeconfig), "-n", namespace,
-             "port-forward", "--address", "127.0.0.1", target, f"{self.port}:{remote}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=stack.env(),
+            [
+                stack.tool("kubectl"),
+                "--kubeconfig",
+                str(kubeconfig),
+                "-n",
+                namespace,
+                "port-forward",
+                "--address",
+                "127.0.0.1",
+                target,
+                f"{self.port}:{remote}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=stack.env(),
         )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()
         if "Forwarding" not in line:
-            self.close()
-            raise AssertionError(f"port-forward to {target} failed: {line} {self._proc.stderr.read() if self._proc.stderr else ''}")
+            stderr = self.close()
+            raise AssertionError(f"port-forward to {target} failed: {line} {stderr}")
 
-    def close(self) -> None:
+    def close(self) -> str:
+        """Stops kubectl and returns what it wrote to stderr."""
         self._proc.terminate()
         try:
-            self._proc.wait(timeout=10)
+            _, stderr = self._proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             self._proc.kill()
+            _, stderr = self._proc.communicate()
+        return stderr or ""
 
 
 @pytest.fixture(scope="module")
@@ -81,17 +97,34 @@ def host(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
     kubeconfig = tmp_path_factory.mktemp("smoke") / "host.kubeconfig"
     run(stack, stack.tool("kind"), "delete", "cluster", "--name", HOST, timeout=180)
     started = time.monotonic()
-    run(stack, stack.tool("kind"), "create", "cluster", "--name", HOST, "--image", stack.node_image,
-        "--kubeconfig", str(kubeconfig), "--wait", "5m", timeout=420)
+    run(
+        stack,
+        stack.tool("kind"),
+        "create",
+        "cluster",
+        "--name",
+        HOST,
+        "--image",
+        stack.node_image,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--wait",
+        "5m",
+        timeout=420,
+    )
     print(f"\nkind create cluster took {time.monotonic() - started:.1f}s")
     try:
         yield kubeconfig
     finally:
-        run(stack, stack.tool("kind"), "delete", "cluster", "--name", HOST, timeout=180, check=False)
+        run(
+            stack, stack.tool("kind"), "delete", "cluster", "--name", HOST, timeout=180, check=False
+        )
 
 
 def kubectl_json(stack: Stack, kubeconfig: Path, *args: str) -> Any:
-    return json.loads(run(stack, stack.tool("kubectl"), "--kubeconfig", str(kubeconfig), *args, "-o", "json"))
+    return json.loads(
+        run(stack, stack.tool("kubectl"), "--kubeconfig", str(kubeconfig), *args, "-o", "json")
+    )
 
 
 def test_host_node_ready_and_system_pods_running(stack: Stack, host: Path) -> None:
@@ -103,31 +136,59 @@ def test_host_node_ready_and_system_pods_running(stack: Stack, host: Path) -> No
 
     def all_running() -> tuple[bool, str]:
         pods = kubectl_json(stack, host, "get", "pods", "-A")["items"]
-        phases = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p["status"].get("phase") for p in pods}
-        system = {k: v for k, v in phases.items() if k.startswith(("kube-system/", "local-path-storage/"))}
+        phases = {
+            f"{p['metadata']['namespace']}/{p['metadata']['name']}": p["status"].get("phase")
+            for p in pods
+        }
+        system = {
+            k: v for k, v in phases.items() if k.startswith(("kube-system/", "local-path-storage/"))
+        }
         return bool(system) and all(v == "Running" for v in system.values()), str(system)
 
     wait_until("every kube-system and local-path-storage pod Running", all_running, 180)
 
 
 @pytest.mark.parametrize("minor", ["1.34", "1.33"])
-def test_vcluster_lifecycle_per_version(stack: Stack, host: Path, minor: str, tmp_path: Path) -> None:
+def test_vcluster_lifecycle_per_version(
+    stack: Stack, host: Path, minor: str, tmp_path: Path
+) -> None:
     version = stack.version_map[minor]
     name = f"smoke-{minor.replace('.', '-')}"
     namespace = f"vcluster-{name}"
     vcluster = stack.tool("vcluster")
 
     def vcluster_cli(*args: str, timeout: float = 300) -> str:
-        return run(stack, "env", f"KUBECONFIG={host}", "VCLUSTER_SKIP_VERSION_CHECK=true", vcluster, *args,
-                   timeout=timeout)
+        return run(
+            stack,
+            "env",
+            f"KUBECONFIG={host}",
+            "VCLUSTER_SKIP_VERSION_CHECK=true",
+            vcluster,
+            *args,
+            timeout=timeout,
+        )
 
     started = time.monotonic()
-    vcluster_cli("create", name, "-n", namespace, "--connect=false", "--driver", "helm",
-                 "--local-chart-dir", stack.chart_dir, "-f", stack.values_file,
-                 "--set", f"controlPlane.distro.k8s.image.tag={version}")
+    vcluster_cli(
+        "create",
+        name,
+        "-n",
+        namespace,
+        "--connect=false",
+        "--driver",
+        "helm",
+        "--local-chart-dir",
+        stack.chart_dir,
+        "-f",
+        stack.values_file,
+        "--set",
+        f"controlPlane.distro.k8s.image.tag={version}",
+    )
 
     def control_plane_ready() -> tuple[bool, str]:
-        pods = kubectl_json(stack, host, "-n", namespace, "get", "pods", "-l", f"app=vcluster,release={name}")["items"]
+        pods = kubectl_json(
+            stack, host, "-n", namespace, "get", "pods", "-l", f"app=vcluster,release={name}"
+        )["items"]
         if not pods:
             return False, "no control-plane pod yet"
         conds = {c["type"]: c["status"] for c in pods[0]["status"].get("conditions", [])}
@@ -136,37 +197,73 @@ def test_vcluster_lifecycle_per_version(stack: Stack, host: Path, minor: str, tm
     wait_until(f"vcluster {name} control-plane pod Ready", control_plane_ready, 300)
     secret = kubectl_json(stack, host, "-n", namespace, "get", "secret", f"vc-{name}")
     kubeconfig_text = base64.b64decode(secret["data"]["config"]).decode()
-    pod_name = kubectl_json(stack, host, "-n", namespace, "get", "pods", "-l", f"app=vcluster,release={name}")["items"][0]["metadata"]["name"]
+    pod_name = kubectl_json(
+        stack, host, "-n", namespace, "get", "pods", "-l", f"app=vcluster,release={name}"
+    )["items"][0]["metadata"]["name"]
     forward = PortForward(stack, host, namespace, f"pod/{pod_name}", 8443)
     try:
         virtual = tmp_path / "virtual.kubeconfig"
-        virtual.write_text(kubeconfig_text.replace("https://localhost:8443", f"https://127.0.0.1:{forward.port}"))
+        virtual.write_text(
+            kubeconfig_text.replace("https://localhost:8443", f"https://127.0.0.1:{forward.port}")
+        )
         virtual.chmod(0o600)
 
         def api_ready() -> tuple[bool, str]:
-            out = subprocess.run([stack.tool("kubectl"), "--kubeconfig", str(virtual), "--tls-server-name", "localhost",
-                                  "get", "--raw", "/readyz"], capture_output=True, text=True, timeout=20, check=False)
+            out = subprocess.run(
+                [
+                    stack.tool("kubectl"),
+                    "--kubeconfig",
+                    str(virtual),
+                    "--tls-server-name",
+                    "localhost",
+                    "get",
+                    "--raw",
+                    "/readyz",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            )
             return out.stdout.strip() == "ok", out.stdout + out.stderr
 
         wait_until("virtual API /readyz", api_ready, 180)
         ready_seconds = time.monotonic() - started
         print(f"\nvcluster {name} ({version}) create-to-ready {ready_seconds:.1f}s")
         vk = ["--kubeconfig", str(virtual), "--tls-server-name", "localhost"]
-        server = json.loads(run(stack, stack.tool("kubectl"), *vk, "version", "-o", "json"))["serverVersion"]
+        server = json.loads(run(stack, stack.tool("kubectl"), *vk, "version", "-o", "json"))[
+            "serverVersion"
+        ]
         assert server["gitVersion"] == version
 
-        run(stack, stack.tool("kubectl"), *vk, "run", "web", f"--image={stack.workload_image}", "--port=8080")
+        run(
+            stack,
+            stack.tool("kubectl"),
+            *vk,
+            "run",
+            "web",
+            f"--image={stack.workload_image}",
+            "--port=8080",
+        )
 
         def web_running() -> tuple[bool, str]:
-            pod = json.loads(run(stack, stack.tool("kubectl"), *vk, "get", "pod", "web", "-o", "json"))
-            return pod["status"].get("phase") == "Running", str(pod["status"].get("containerStatuses"))
+            pod = json.loads(
+                run(stack, stack.tool("kubectl"), *vk, "get", "pod", "web", "-o", "json")
+            )
+            return pod["status"].get("phase") == "Running", str(
+                pod["status"].get("containerStatuses")
+            )
 
         wait_until("workload pod web Running in the vcluster", web_running, 180)
-        synced = kubectl_json(stack, host, "-n", namespace, "get", "pods", "-l", f"vcluster.loft.sh/managed-by={name}")["items"]
+        synced = kubectl_json(
+            stack, host, "-n", namespace, "get", "pods", "-l", f"vcluster.loft.sh/managed-by={name}"
+        )["items"]
         assert any(p["metadata"]["name"].startswith("web-x-default-x-") for p in synced)
         web = PortForward(stack, virtual, "default", "pod/web", 8080)
         try:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{web.port}/", timeout=10).read().decode()
+            body = (
+                urllib.request.urlopen(f"http://127.0.0.1:{web.port}/", timeout=10).read().decode()
+            )
         finally:
             web.close()
         assert "pytest-vcluster workload" in body
@@ -179,11 +276,18 @@ def test_vcluster_lifecycle_per_version(stack: Stack, host: Path, minor: str, tm
     vcluster_cli("resume", name, "-n", namespace, "--driver", "helm")
     wait_until(f"vcluster {name} Ready again after resume", control_plane_ready, 300)
 
-    vcluster_cli("delete", name, "-n", namespace, "--driver", "helm", "--delete-namespace", "--wait")
+    vcluster_cli(
+        "delete", name, "-n", namespace, "--driver", "helm", "--delete-namespace", "--wait"
+    )
 
     def namespace_gone() -> tuple[bool, str]:
-        out = subprocess.run([stack.tool("kubectl"), "--kubeconfig", str(host), "get", "ns", namespace],
-                             capture_output=True, text=True, timeout=20, check=False)
+        out = subprocess.run(
+            [stack.tool("kubectl"), "--kubeconfig", str(host), "get", "ns", namespace],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
         return out.returncode != 0 and "NotFound" in out.stderr, out.stdout + out.stderr
 
     wait_until(f"namespace {namespace} deleted", namespace_gone, 180)

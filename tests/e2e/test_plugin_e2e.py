@@ -1,0 +1,307 @@
+"""pytest-vcluster on the real stack: inner pytest runs (pytester) against a real kind host.
+
+Each scenario writes a small test suite, runs it in a subprocess with the stack's options, and
+checks from the outside what the plugin left on the host. The inner tests record what they saw
+as JSON lines, so the assertions here are about facts, not about the inner run's exit code alone.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+HOST = "pvc-e2e"
+INNER_TIMEOUT = 1200
+
+RECORDER = """
+import json, os, pathlib
+
+def record(**fields):
+    path = pathlib.Path({out!r})
+    with path.open("a") as f:
+        f.write(json.dumps(fields) + "\\n")
+"""
+
+
+def run(
+    stack: Stack, *args: str, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        list(args), capture_output=True, text=True, timeout=timeout, env=stack.env(), check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def host_kubeconfig(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One kind host for these scenarios, made with the kind CLI so the plugin reuses it."""
+    kubeconfig = tmp_path_factory.mktemp("e2e-host") / "kubeconfig"
+    run(stack, stack.tool("kind"), "delete", "cluster", "--name", HOST, timeout=180)
+    run(
+        stack,
+        stack.tool("kind"),
+        "create",
+        "cluster",
+        "--name",
+        HOST,
+        "--image",
+        stack.node_image,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--wait",
+        "5m",
+        timeout=420,
+    )
+    try:
+        yield kubeconfig
+    finally:
+        run(
+            stack, stack.tool("kind"), "delete", "cluster", "--name", HOST, timeout=180, check=False
+        )
+
+
+class Scenario:
+    """An inner suite: its files, its recorded facts and a view of the host."""
+
+    def __init__(self, pytester: pytest.Pytester, stack: Stack, kubeconfig: Path) -> None:
+        self.pytester = pytester
+        self.stack = stack
+        self.kubeconfig = kubeconfig
+        self.out = pytester.path / "facts.jsonl"
+
+    def write(self, body: str) -> None:
+        self.pytester.makepyfile(
+            test_inner=RECORDER.format(out=str(self.out)) + textwrap.dedent(body)
+        )
+
+    def run(self, *args: str, host: str = HOST) -> pytest.RunResult:
+        self.out.unlink(missing_ok=True)
+        return self.pytester.runpytest_subprocess(
+            *self.stack.plugin_args(),
+            f"--vcluster-host-name={host}",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            *args,
+            timeout=INNER_TIMEOUT,
+        )
+
+    def facts(self) -> list[dict[str, Any]]:
+        if not self.out.exists():
+            return []
+        return [json.loads(line) for line in self.out.read_text().splitlines()]
+
+    def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run(
+            self.stack,
+            self.stack.tool("kubectl"),
+            "--kubeconfig",
+            str(self.kubeconfig),
+            *args,
+            check=False,
+        )
+
+    def namespace_exists(self, namespace: str) -> bool:
+        return self.kubectl("get", "namespace", namespace).returncode == 0
+
+    def namespaces_gone(self, namespaces: list[str], timeout: float = 180) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(self.namespace_exists(ns) for ns in namespaces):
+                return True
+            time.sleep(2)
+        return False
+
+
+@pytest.fixture
+def scenario(pytester: pytest.Pytester, stack: Stack, host_kubeconfig: Path) -> Scenario:
+    return Scenario(pytester, stack, host_kubeconfig)
+
+
+def assert_outcomes(result: pytest.RunResult, **outcomes: int) -> None:
+    try:
+        result.assert_outcomes(**outcomes)
+    except AssertionError:
+        print("\n".join(result.outlines[-80:]))
+        raise
+
+
+def test_fresh_vcluster_per_test_is_isolated_and_deleted(scenario: Scenario) -> None:
+    scenario.write("""
+        from kubernetes import client
+
+        def test_first(vcluster):
+            core = client.CoreV1Api(vcluster.api_client)
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="only-in-first")))
+            record(test="first", name=vcluster.name, namespace=vcluster.namespace)
+
+        def test_second(vcluster):
+            core = client.CoreV1Api(vcluster.api_client)
+            names = [ns.metadata.name for ns in core.list_namespace().items]
+            record(test="second", name=vcluster.name, namespace=vcluster.namespace, names=names)
+            assert "only-in-first" not in names
+            assert "default" in names
+    """)
+    result = scenario.run()
+    assert_outcomes(result, passed=2)
+    facts = {f["test"]: f for f in scenario.facts()}
+    assert facts["first"]["name"] != facts["second"]["name"]
+    assert scenario.namespaces_gone([facts["first"]["namespace"], facts["second"]["namespace"]])
+    result.stdout.fnmatch_lines(["*vclusters: created 2*deleted 2*", "*to ready: median*"])
+
+
+def test_worker_vcluster_is_shared_by_the_tests_of_a_worker(scenario: Scenario) -> None:
+    scenario.write("""
+        from kubernetes import client
+
+        def test_writes(vcluster_worker):
+            core = client.CoreV1Api(vcluster_worker.api_client)
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="shared-state")))
+            record(test="writes", name=vcluster_worker.name, namespace=vcluster_worker.namespace)
+
+        def test_reads(vcluster_worker):
+            core = client.CoreV1Api(vcluster_worker.api_client)
+            core.read_namespace("shared-state")
+            record(test="reads", name=vcluster_worker.name, namespace=vcluster_worker.namespace)
+    """)
+    result = scenario.run()
+    assert_outcomes(result, passed=2)
+    facts = {f["test"]: f for f in scenario.facts()}
+    assert facts["writes"]["name"] == facts["reads"]["name"]
+    assert scenario.namespaces_gone([facts["reads"]["namespace"]])
+
+
+def test_two_versions_in_one_run_report_their_own_server_version(
+    scenario: Scenario, stack: Stack
+) -> None:
+    minors = sorted(stack.version_map)[:2]
+    scenario.write(f"""
+        import pytest
+
+        @pytest.mark.vcluster(versions={minors!r})
+        def test_version(vcluster, request):
+            requested = str(vcluster.requested_version)
+            record(test=request.node.name, version=vcluster.version, requested=requested)
+    """)
+    result = scenario.run("-v")
+    assert_outcomes(result, passed=2)
+    result.stdout.fnmatch_lines(
+        [f"*test_version?k8s-{minors[0]}? PASSED*", f"*test_version?k8s-{minors[1]}? PASSED*"]
+    )
+    seen = {f["test"]: f["version"] for f in scenario.facts()}
+    assert seen == {f"test_version[k8s-{m}]": stack.version_map[m] for m in minors}
+
+
+def test_pause_on_teardown_then_the_next_run_resumes_it(scenario: Scenario) -> None:
+    scenario.write("""
+        from kubernetes import client
+
+        def test_state_survives(vcluster):
+            core = client.CoreV1Api(vcluster.api_client)
+            existing = [cm.metadata.name for cm in core.list_namespaced_config_map("default").items]
+            found = "from-first-run" in existing
+            if not found:
+                core.create_namespaced_config_map("default", client.V1ConfigMap(
+                    metadata=client.V1ObjectMeta(name="from-first-run")))
+            record(name=vcluster.name, namespace=vcluster.namespace, reused=vcluster.reused,
+                   found=found)
+    """)
+    first = scenario.run("--vcluster-teardown=pause")
+    assert_outcomes(first, passed=1)
+    [before] = scenario.facts()
+    assert before["reused"] is False
+    assert before["found"] is False
+    sts = json.loads(
+        scenario.kubectl(
+            "-n", before["namespace"], "get", "statefulset", before["name"], "-o", "json"
+        ).stdout
+    )
+    assert sts["spec"]["replicas"] == 0
+    first.stdout.fnmatch_lines(["*vclusters: created 1*paused 1*"])
+
+    second = scenario.run("--vcluster-teardown=delete")
+    assert_outcomes(second, passed=1)
+    [after] = scenario.facts()
+    assert after["name"] == before["name"]
+    assert after["reused"] is True
+    assert after["found"] is True
+    second.stdout.fnmatch_lines(["*vclusters: *resumed 1*deleted 1*"])
+    assert scenario.namespaces_gone([after["namespace"]])
+
+
+def test_keep_on_failure_keeps_only_the_failing_tests_vcluster(scenario: Scenario) -> None:
+    scenario.write("""
+        def test_passes(vcluster):
+            record(test="passes", name=vcluster.name, namespace=vcluster.namespace)
+
+        def test_fails(vcluster):
+            record(test="fails", name=vcluster.name, namespace=vcluster.namespace)
+            assert False, "deliberate failure"
+    """)
+    result = scenario.run("--vcluster-teardown=keep-on-failure")
+    assert_outcomes(result, passed=1, failed=1)
+    facts = {f["test"]: f for f in scenario.facts()}
+    kept = facts["fails"]["namespace"]
+    try:
+        assert scenario.namespaces_gone([facts["passes"]["namespace"]])
+        assert scenario.namespace_exists(kept)
+        pods = json.loads(
+            scenario.kubectl("-n", kept, "get", "pods", "-l", "app=vcluster", "-o", "json").stdout
+        )
+        assert [p["status"]["phase"] for p in pods["items"]] == ["Running"]
+    finally:
+        scenario.kubectl("delete", "namespace", kept, "--wait=false")
+
+
+def test_xdist_workers_share_one_host_created_once(scenario: Scenario, stack: Stack) -> None:
+    host = "pvc-e2e-xdist"
+    run(stack, stack.tool("kind"), "delete", "cluster", "--name", host, timeout=180)
+    scenario.write("""
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_worker(vcluster_worker, vcluster_host, i):
+            record(worker=os.environ.get("PYTEST_XDIST_WORKER"), name=vcluster_worker.name,
+                   host=vcluster_host.name, host_created=vcluster_host.created,
+                   server=vcluster_worker.version)
+    """)
+    try:
+        result = scenario.run("-n", "2", host=host)
+        assert_outcomes(result, passed=4)
+    finally:
+        clusters = run(stack, stack.tool("kind"), "get", "clusters").stdout.split()
+        if host in clusters:
+            run(
+                stack,
+                stack.tool("kind"),
+                "delete",
+                "cluster",
+                "--name",
+                host,
+                timeout=180,
+                check=False,
+            )
+    facts = scenario.facts()
+    workers = {f["worker"] for f in facts}
+    assert workers == {"gw0", "gw1"}
+    names_by_worker = {w: {f["name"] for f in facts if f["worker"] == w} for w in workers}
+    assert all(len(names) == 1 for names in names_by_worker.values())
+    assert names_by_worker["gw0"] != names_by_worker["gw1"]
+    assert {f["host"] for f in facts} == {host}
+    # The controller deletes a host this run created once every worker is done.
+    assert host not in clusters
+    result.stdout.fnmatch_lines(["*kind host*created*"])
