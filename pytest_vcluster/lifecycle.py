@@ -77,6 +77,8 @@ BASE_VALUES: Mapping[str, Any] = {"telemetry": {"enabled": False}}
 
 _MAX_NAME = 40
 _API_TIMEOUT = 15.0
+# vcluster labels its CoreDNS "vcluster-kube-dns"; plain clusters use "kube-dns".
+COREDNS_SELECTOR = "k8s-app in (vcluster-kube-dns,kube-dns)"
 
 
 class TeardownAction(enum.Enum):
@@ -685,7 +687,7 @@ class VClusterManager:
 
         def coredns() -> tuple[bool, str]:
             pods = core.list_namespaced_pod(
-                "kube-system", label_selector="k8s-app=kube-dns", _request_timeout=_API_TIMEOUT
+                "kube-system", label_selector=COREDNS_SELECTOR, _request_timeout=_API_TIMEOUT
             ).items
             return any(_pod_ready(p) for p in pods), describe_pods(list(pods))
 
@@ -697,7 +699,7 @@ class VClusterManager:
             sleep=self.sleep,
         )
         wait_until(
-            "CoreDNS (kube-system, k8s-app=kube-dns) Ready in the virtual cluster",
+            f"CoreDNS (kube-system, {COREDNS_SELECTOR}) Ready in the virtual cluster",
             coredns,
             deadline,
             interval=2.0,

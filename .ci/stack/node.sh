@@ -54,8 +54,9 @@ DOCKERFILE
 node_image() {
   local base="$1" tag="$2" bin="$3"; shift 3
   image_exists "$tag" && { log "image $tag: cached"; return 0; }
-  local builder="pytest-vcluster-node-build-$$"
-  docker rm -f "$builder" >/dev/null 2>&1 || true
+  local builder="pytest-vcluster-node-build-$$" stale
+  # A build that died (die exits, so RETURN traps do not run) leaves its container behind.
+  for stale in $(docker ps -aq --filter name=pytest-vcluster-node-build-); do docker rm -f "$stale" >/dev/null; done
   docker run -d --name "$builder" --privileged --entrypoint sleep "$base" infinity >/dev/null
   # shellcheck disable=SC2064
   trap "docker rm -f $builder >/dev/null 2>&1 || true" RETURN
