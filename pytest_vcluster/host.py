@@ -227,6 +227,8 @@ class _LeaseState:
     created: bool = False
     deleted: bool = False
     error: str | None = None
+    # vclusters left paused or kept on the host: deleting it would throw them away.
+    preserved: int = 0
 
 
 class HostLease:
@@ -298,9 +300,11 @@ class HostLease:
             self._write(state)
             return host.info(state.created)
 
-    def release(self, *, may_delete: bool) -> bool:
+    def release(self, *, may_delete: bool, preserved: int = 0) -> bool:
         """Stop using the host; delete it if this was the last user and it may go.
 
+        ``preserved`` counts the vclusters this process left paused or kept: a host holding
+        any is never deleted, or a later run could not resume them.
         Returns True when the host was deleted.
         """
         with self.lock.acquire(timeout=self.settings.host_timeout + 120):
@@ -308,6 +312,7 @@ class HostLease:
             if state is None:
                 return False
             state.users = max(0, state.users - 1)
+            state.preserved += preserved
             deleted = False
             if may_delete and state.users == 0:
                 deleted = self._delete_if_ours(state)
@@ -328,6 +333,15 @@ class HostLease:
 
     def _delete_if_ours(self, state: _LeaseState) -> bool:
         if not state.created or state.deleted or self.settings.keep_host:
+            return False
+        if state.preserved:
+            log.warning(
+                "keeping kind host %s: it holds %d paused or kept vcluster(s); "
+                "remove it with `kind delete cluster --name %s`",
+                self.settings.host_name,
+                state.preserved,
+                self.settings.host_name,
+            )
             return False
         try:
             self._kind_host().delete()

@@ -229,7 +229,10 @@ def vcluster_host(
     """The host cluster: a kind cluster shared by all workers, or the existing cluster."""
     worker = _is_xdist_worker(pytestconfig)
     state_dir = host_state_dir(tmp_path_factory.getbasetemp(), is_xdist_worker=worker)
-    with host_session(vcluster_settings, state_dir, is_xdist_worker=worker) as host:
+    stats = pytestconfig.stash[STATS_KEY]
+    with host_session(
+        vcluster_settings, state_dir, is_xdist_worker=worker, preserved=stats.preserved
+    ) as host:
         yield host
 
 

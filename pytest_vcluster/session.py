@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,9 +42,16 @@ def host_state_dir(basetemp: Path, *, is_xdist_worker: bool) -> Path:
 
 @contextlib.contextmanager
 def host_session(
-    settings: Settings, state_dir: Path, *, is_xdist_worker: bool
+    settings: Settings,
+    state_dir: Path,
+    *,
+    is_xdist_worker: bool,
+    preserved: Callable[[], int] = lambda: 0,
 ) -> Iterator[HostInfo]:
-    """Acquire the host for this process; release it (and maybe delete it) afterwards."""
+    """Acquire the host for this process; release it (and maybe delete it) afterwards.
+
+    ``preserved`` tells, at release, how many vclusters this process left paused or kept.
+    """
     if settings.host_kubeconfig is not None:
         yield connect_existing_host(settings.host_kubeconfig, settings.host_context)
         return
@@ -54,7 +61,7 @@ def host_session(
         yield info
     finally:
         # Under xdist the controller deletes the host once every worker is done.
-        lease.release(may_delete=not is_xdist_worker)
+        lease.release(may_delete=not is_xdist_worker, preserved=preserved())
 
 
 def finalize_host(settings: Settings, state_dir: Path) -> bool:

@@ -31,6 +31,10 @@ class Stats:
         if ready_seconds is not None:
             self.ready_seconds.append(ready_seconds)
 
+    def preserved(self) -> int:
+        """vclusters left on the host by pause or keep teardowns."""
+        return self.counts["paused"] + self.counts["kept"]
+
     def merge(self, data: dict[str, Any]) -> None:
         """Add the counts and times of :meth:`to_dict` output from another process."""
         self.counts.update({str(k): int(v) for k, v in data.get("counts", {}).items()})

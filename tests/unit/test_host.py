@@ -148,6 +148,25 @@ def test_keep_host(kind: FakeKind, tmp_path: Path) -> None:
     assert kind.clusters == ["t"]
 
 
+def test_host_holding_paused_or_kept_vclusters_is_kept(kind: FakeKind, tmp_path: Path) -> None:
+    host = lease(kind, tmp_path / "run")
+    host.acquire()
+    assert not host.release(may_delete=True, preserved=1)
+    assert kind.clusters == ["t"]
+    assert kind.calls("delete") == []
+
+
+def test_controller_keeps_host_when_any_worker_preserved(kind: FakeKind, tmp_path: Path) -> None:
+    state_dir = tmp_path / "run"
+    gw0, gw1 = lease(kind, state_dir), lease(kind, state_dir)
+    gw0.acquire()
+    gw1.acquire()
+    gw0.release(may_delete=False, preserved=0)
+    gw1.release(may_delete=False, preserved=2)
+    assert not lease(kind, state_dir).finalize()
+    assert kind.clusters == ["t"]
+
+
 def test_host_not_created_by_us_is_never_deleted(kind: FakeKind, tmp_path: Path) -> None:
     kind.preexisting("t")
     host = lease(kind, tmp_path / "run")
