@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -229,6 +230,8 @@ class _LeaseState:
     error: str | None = None
     # vclusters left paused or kept on the host: deleting it would throw them away.
     preserved: int = 0
+    created_by: str | None = None
+    create_seconds: float | None = None
 
 
 class HostLease:
@@ -248,8 +251,11 @@ class HostLease:
         state_dir: Path,
         runner_factory: Callable[[], CommandRunner] = CommandRunner,
         docker_check: Callable[[], None] = check_docker,
+        *,
+        owner: str = "master",
     ) -> None:
         self.settings = settings
+        self.owner = owner
         self.state_dir = state_dir
         self.runner_factory = runner_factory
         self.docker_check = docker_check
@@ -290,7 +296,11 @@ class HostLease:
                 state = _LeaseState()
                 try:
                     self.docker_check()
+                    started = time.monotonic()
                     state.created = host.ensure()
+                    if state.created:
+                        state.created_by = self.owner
+                        state.create_seconds = round(time.monotonic() - started, 1)
                 except (HostError, CommandError, ToolNotFoundError) as exc:
                     self._write(_LeaseState(error=str(exc)))
                     raise
@@ -330,6 +340,28 @@ class HostLease:
             deleted = self._delete_if_ours(state)
             self._write(state)
             return deleted
+
+    def outcome(self) -> str | None:
+        """One line on what this run did with the host, for the terminal summary."""
+        state = self._read()
+        if state is None:
+            return None
+        name = self.settings.host_name
+        if state.error:
+            return f"kind host {name!r}: could not be created: {state.error}"
+        if not state.created:
+            return f"kind host {name!r}: existed before the run; reused and left in place"
+        if state.deleted:
+            fate = "deleted at the end"
+        elif self.settings.keep_host:
+            fate = "kept (--vcluster-keep-host)"
+        elif state.preserved:
+            fate = f"kept: it holds {state.preserved} paused or kept vcluster(s)"
+        else:
+            fate = "not deleted yet"
+        return (
+            f"kind host {name!r}: created by {state.created_by} in {state.create_seconds}s, {fate}"
+        )
 
     def _delete_if_ours(self, state: _LeaseState) -> bool:
         if not state.created or state.deleted or self.settings.keep_host:

@@ -30,6 +30,7 @@ from pytest_vcluster.session import (
     VClusterFactory,
     WorkerPool,
     finalize_host,
+    host_outcome,
     host_session,
     host_state_dir,
 )
@@ -207,6 +208,13 @@ def pytest_terminal_summary(
     if stats is None or stats.empty:
         return
     terminalreporter.write_sep("-", "pytest-vcluster")
+    settings = config.stash.get(SETTINGS_KEY, None)
+    factory = getattr(config, "_tmp_path_factory", None)
+    if settings is not None and factory is not None:
+        state_dir = host_state_dir(factory.getbasetemp(), is_xdist_worker=False)
+        host_line = host_outcome(settings, state_dir)
+        if host_line:
+            terminalreporter.write_line(host_line)
     for line in stats.summary_lines():
         terminalreporter.write_line(line)
 
@@ -231,7 +239,11 @@ def vcluster_host(
     state_dir = host_state_dir(tmp_path_factory.getbasetemp(), is_xdist_worker=worker)
     stats = pytestconfig.stash[STATS_KEY]
     with host_session(
-        vcluster_settings, state_dir, is_xdist_worker=worker, preserved=stats.preserved
+        vcluster_settings,
+        state_dir,
+        is_xdist_worker=worker,
+        preserved=stats.preserved,
+        owner=_worker_id(pytestconfig),
     ) as host:
         yield host
 

@@ -47,6 +47,7 @@ def host_session(
     *,
     is_xdist_worker: bool,
     preserved: Callable[[], int] = lambda: 0,
+    owner: str = "master",
 ) -> Iterator[HostInfo]:
     """Acquire the host for this process; release it (and maybe delete it) afterwards.
 
@@ -55,13 +56,20 @@ def host_session(
     if settings.host_kubeconfig is not None:
         yield connect_existing_host(settings.host_kubeconfig, settings.host_context)
         return
-    lease = HostLease(settings, state_dir)
+    lease = HostLease(settings, state_dir, owner=owner)
     info = lease.acquire()
     try:
         yield info
     finally:
         # Under xdist the controller deletes the host once every worker is done.
         lease.release(may_delete=not is_xdist_worker, preserved=preserved())
+
+
+def host_outcome(settings: Settings, state_dir: Path) -> str | None:
+    """What this run did with the kind host (None for an existing host or no host used)."""
+    if settings.existing_host:
+        return None
+    return HostLease(settings, state_dir).outcome()
 
 
 def finalize_host(settings: Settings, state_dir: Path) -> bool:

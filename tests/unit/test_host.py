@@ -167,6 +167,31 @@ def test_controller_keeps_host_when_any_worker_preserved(kind: FakeKind, tmp_pat
     assert kind.clusters == ["t"]
 
 
+def test_outcome_names_the_creator_and_the_fate(kind: FakeKind, tmp_path: Path) -> None:
+    state_dir = tmp_path / "run"
+    gw1 = HostLease(
+        Settings(kind_binary=str(kind.path), host_name="t"),
+        state_dir,
+        docker_check=docker_ok,
+        owner="gw1",
+    )
+    gw1.acquire()
+    gw1.release(may_delete=False, preserved=1)
+    outcome = lease(kind, state_dir).outcome()
+    assert outcome is not None
+    assert outcome.startswith("kind host 't': created by gw1 in ")
+    assert outcome.endswith("kept: it holds 1 paused or kept vcluster(s)")
+
+
+def test_outcome_of_a_preexisting_host(kind: FakeKind, tmp_path: Path) -> None:
+    kind.preexisting("t")
+    host = lease(kind, tmp_path / "run")
+    assert host.outcome() is None  # nothing acquired yet
+    host.acquire()
+    host.release(may_delete=True)
+    assert host.outcome() == "kind host 't': existed before the run; reused and left in place"
+
+
 def test_host_not_created_by_us_is_never_deleted(kind: FakeKind, tmp_path: Path) -> None:
     kind.preexisting("t")
     host = lease(kind, tmp_path / "run")
