@@ -24,6 +24,8 @@ __all__ = ["PodPortForwarder", "SocketLike", "pick_pod", "pump"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
+# The name kubernetes.stream gives the thread that translates between socket and websocket.
+_PROXY_THREAD_PREFIX = "Kubernetes port forward proxy"
 
 
 class SocketLike(Protocol):
@@ -171,9 +173,11 @@ class PodPortForwarder:
             raise LookupError(f"no running pod matches {self.selector} in {self.namespace}")
         return name
 
-    def _open(self, pod: str) -> SocketLike:
+    def _open(self, pod: str) -> tuple[SocketLike, Callable[[], None]]:
+        """Open one stream; return its socket and a function that releases the websocket."""
         # ``portforward`` temporarily replaces the client's request function: serialize it.
         with self._connect_lock:
+            before = set(threading.enumerate())
             forward = portforward(
                 self._core.connect_get_namespaced_pod_portforward,
                 pod,
@@ -181,10 +185,26 @@ class PodPortForwarder:
                 ports=str(self.remote_port),
                 _request_timeout=self.connect_timeout,
             )
+            proxies = [
+                thread
+                for thread in set(threading.enumerate()) - before
+                if thread.name.startswith(_PROXY_THREAD_PREFIX)
+            ]
         sock: SocketLike = forward.socket(self.remote_port)
-        return sock
 
-    def _connect(self) -> SocketLike:
+        def release() -> None:
+            # The client's proxy thread leaves the websocket's TLS socket open when the server
+            # ends the stream first; once that thread is done, close it here, or it is only
+            # reclaimed by the garbage collector with a ResourceWarning.
+            for thread in proxies:
+                thread.join(timeout=5)
+            if not any(thread.is_alive() for thread in proxies):
+                with contextlib.suppress(Exception):
+                    forward.websocket.shutdown()
+
+        return sock, release
+
+    def _connect(self) -> tuple[SocketLike, Callable[[], None]]:
         if self._pod is not None:
             try:
                 return self._open(self._pod)
@@ -195,7 +215,7 @@ class PodPortForwarder:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
-            remote = self._connect()
+            remote, release = self._connect()
         except Exception as exc:  # noqa: BLE001 - report on the forwarder, drop this connection
             self.last_error = f"{type(exc).__name__}: {exc}"
             self._pod = None
@@ -204,4 +224,7 @@ class PodPortForwarder:
                 conn.close()
             return
         self.connections += 1
-        pump(conn, remote, self._stop)
+        try:
+            pump(conn, remote, self._stop)
+        finally:
+            release()

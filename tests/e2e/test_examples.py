@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def test_example_suite_passes_on_the_offline_stack(stack: Stack) -> None:
+def test_example_suite_passes_on_the_offline_stack(stack: Stack, tmp_path: Path) -> None:
     env = stack.env()
     env["EXAMPLE_HTTP_IMAGE"] = stack.workload_image
     env["EXAMPLE_HTTP_PORT"] = "8080"
@@ -31,7 +31,8 @@ def test_example_suite_passes_on_the_offline_stack(stack: Stack) -> None:
             "-rA",
             "--vcluster-host-name=pvc-examples",
             *stack.plugin_args(),
-            "--vcluster-versions=" + ",".join(stack.minors),
+            # One version keeps the tier short; test_matrix.py still runs both through its marker.
+            f"--vcluster-versions={stack.minors[0]}",
         ],
         capture_output=True,
         text=True,
@@ -40,7 +41,7 @@ def test_example_suite_passes_on_the_offline_stack(stack: Stack) -> None:
         check=False,
         cwd=EXAMPLES.parent,
     )
-    print(proc.stdout[-6000:])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    (tmp_path / "examples.log").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout.splitlines()[-1]
     assert "kind host 'pvc-examples': created by master" in proc.stdout

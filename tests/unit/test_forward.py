@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from kubernetes import client
@@ -55,6 +55,8 @@ class FakeForwarder(PodPortForwarder):
         self.address = address
         self.pods = pods
         self.lookups = 0
+        self.opened = 0
+        self.released = 0
 
     def _find_pod(self) -> str:
         self.lookups += 1
@@ -62,10 +64,14 @@ class FakeForwarder(PodPortForwarder):
             raise LookupError("no running pod matches app=vcluster in ns")
         return self.pods[0]
 
-    def _open(self, pod: str) -> SocketLike:
+    def _open(self, pod: str) -> tuple[SocketLike, Callable[[], None]]:
         if pod not in self.pods:
             raise ConnectionError(f"pod {pod} not found")
-        return socket.create_connection(self.address)
+        self.opened += 1
+        return socket.create_connection(self.address), self._released
+
+    def _released(self) -> None:
+        self.released += 1
 
 
 def roundtrip(port: int, payload: bytes) -> bytes:
@@ -87,6 +93,8 @@ def test_forwards_bytes_both_ways(echo_server: tuple[str, int]) -> None:
         assert roundtrip(forwarder.local_port, b"again") == b"again"
         assert forwarder.lookups == 1  # the pod name is cached between connections
         assert forwarder.connections == 2
+    # Every stream's websocket is released once its connection is over.
+    assert forwarder.released == forwarder.opened == 2
 
 
 def test_reconnects_to_a_replaced_pod(echo_server: tuple[str, int]) -> None:
