@@ -45,6 +45,9 @@ configure_runtime() {
     (cd "$STACK_DIR/runc-capfix" && go build -o "$shim" .)
   fi
   printf '%s\n' "$drop" >"$shim.drop"
+  local runc_path
+  runc_path="$(command -v runc)" || die "runc is not on PATH; the docker.io package should have installed it"
+  printf '%s\n' "$runc_path" >"$shim.runtime"
   mkdir -p /etc/docker
   local before=""
   [[ -f "$daemon_json" ]] && before="$(cat "$daemon_json")"

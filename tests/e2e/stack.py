@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +45,34 @@ class Stack:
         if found is None:
             raise StackMissingError(f"{name} is not in {self.path_dir}; run .ci/stack/up")
         return found
+
+    def run(
+        self, *args: str, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Runs a command with the stack's tools on PATH; fails the test with its stderr."""
+        proc = subprocess.run(
+            list(args), capture_output=True, text=True, timeout=timeout, env=self.env(), check=False
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}"
+            )
+        return proc
+
+    @contextlib.contextmanager
+    def kind_host(self, name: str, kubeconfig: Path) -> Iterator[float]:
+        """A kind host from the stack's node image for the block; yields its create seconds."""
+        kind = self.tool("kind")
+        self.run(kind, "delete", "cluster", "--name", name, timeout=180)
+        started = time.monotonic()
+        self.run(
+            kind, "create", "cluster", "--name", name, "--image", self.node_image,
+            "--kubeconfig", str(kubeconfig), "--wait", "5m", timeout=420,
+        )  # fmt: skip
+        try:
+            yield time.monotonic() - started
+        finally:
+            self.run(kind, "delete", "cluster", "--name", name, timeout=180, check=False)
 
     def plugin_args(self) -> list[str]:
         """Command-line options that point pytest-vcluster at this stack."""

@@ -34,43 +34,12 @@ def record(**fields):
 """
 
 
-def run(
-    stack: Stack, *args: str, timeout: float = 120, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        list(args), capture_output=True, text=True, timeout=timeout, env=stack.env(), check=False
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
-    return proc
-
-
 @pytest.fixture(scope="module")
 def host_kubeconfig(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One kind host for these scenarios, made with the kind CLI so the plugin reuses it."""
     kubeconfig = tmp_path_factory.mktemp("e2e-host") / "kubeconfig"
-    run(stack, stack.tool("kind"), "delete", "cluster", "--name", HOST, timeout=180)
-    run(
-        stack,
-        stack.tool("kind"),
-        "create",
-        "cluster",
-        "--name",
-        HOST,
-        "--image",
-        stack.node_image,
-        "--kubeconfig",
-        str(kubeconfig),
-        "--wait",
-        "5m",
-        timeout=420,
-    )
-    try:
+    with stack.kind_host(HOST, kubeconfig):
         yield kubeconfig
-    finally:
-        run(
-            stack, stack.tool("kind"), "delete", "cluster", "--name", HOST, timeout=180, check=False
-        )
 
 
 class Scenario:
@@ -105,14 +74,8 @@ class Scenario:
         return [json.loads(line) for line in self.out.read_text().splitlines()]
 
     def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run(
-            self.stack,
-            self.stack.tool("kubectl"),
-            "--kubeconfig",
-            str(self.kubeconfig),
-            *args,
-            check=False,
-        )
+        kubectl = self.stack.tool("kubectl")
+        return self.stack.run(kubectl, "--kubeconfig", str(self.kubeconfig), *args, check=False)
 
     def namespace_exists(self, namespace: str) -> bool:
         return self.kubectl("get", "namespace", namespace).returncode == 0
@@ -274,7 +237,7 @@ def test_keep_on_failure_keeps_only_the_failing_tests_vcluster(scenario: Scenari
 
 def test_xdist_workers_share_one_host_created_once(scenario: Scenario, stack: Stack) -> None:
     host = "pvc-e2e-xdist"
-    run(stack, stack.tool("kind"), "delete", "cluster", "--name", host, timeout=180)
+    stack.run(stack.tool("kind"), "delete", "cluster", "--name", host, timeout=180)
     scenario.write("""
         import os
         import pytest
@@ -289,10 +252,9 @@ def test_xdist_workers_share_one_host_created_once(scenario: Scenario, stack: St
         result = scenario.run("-n", "2", host=host)
         assert_outcomes(result, passed=4)
     finally:
-        clusters = run(stack, stack.tool("kind"), "get", "clusters").stdout.split()
+        clusters = stack.run(stack.tool("kind"), "get", "clusters").stdout.split()
         if host in clusters:
-            run(
-                stack,
+            stack.run(
                 stack.tool("kind"),
                 "delete",
                 "cluster",

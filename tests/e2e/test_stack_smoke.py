@@ -25,13 +25,8 @@ pytestmark = pytest.mark.e2e
 HOST = "pvc-smoke"
 
 
-def run(stack: Stack, *args: str, timeout: float = 120, check: bool = True) -> str:
-    proc = subprocess.run(
-        list(args), capture_output=True, text=True, timeout=timeout, env=stack.env(), check=False
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
-    return proc.stdout
+def run(stack: Stack, *args: str, timeout: float = 120) -> str:
+    return stack.run(*args, timeout=timeout).stdout
 
 
 def wait_until(what: str, probe: Callable[[], tuple[bool, str]], timeout: float) -> float:
@@ -95,30 +90,9 @@ class PortForward:
 @pytest.fixture(scope="module")
 def host(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     kubeconfig = tmp_path_factory.mktemp("smoke") / "host.kubeconfig"
-    run(stack, stack.tool("kind"), "delete", "cluster", "--name", HOST, timeout=180)
-    started = time.monotonic()
-    run(
-        stack,
-        stack.tool("kind"),
-        "create",
-        "cluster",
-        "--name",
-        HOST,
-        "--image",
-        stack.node_image,
-        "--kubeconfig",
-        str(kubeconfig),
-        "--wait",
-        "5m",
-        timeout=420,
-    )
-    print(f"\nkind create cluster took {time.monotonic() - started:.1f}s")
-    try:
+    with stack.kind_host(HOST, kubeconfig) as seconds:
+        print(f"\nkind create cluster took {seconds:.1f}s")
         yield kubeconfig
-    finally:
-        run(
-            stack, stack.tool("kind"), "delete", "cluster", "--name", HOST, timeout=180, check=False
-        )
 
 
 def kubectl_json(stack: Stack, kubeconfig: Path, *args: str) -> Any:

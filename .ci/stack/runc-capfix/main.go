@@ -14,8 +14,6 @@ import (
 	"syscall"
 )
 
-const defaultRuntime = "/usr/sbin/runc"
-
 // globalValueFlags are runc's global flags that take a separate value argument.
 var globalValueFlags = map[string]bool{
 	"--root": true, "--log": true, "--log-format": true, "--criu": true, "--rootless": true,
@@ -24,7 +22,11 @@ var globalValueFlags = map[string]bool{
 func main() {
 	realRuntime := os.Getenv("RUNC_CAPFIX_RUNTIME")
 	if realRuntime == "" {
-		realRuntime = defaultRuntime
+		realRuntime = strings.TrimSpace(besideSelf(".runtime"))
+	}
+	if realRuntime == "" {
+		fmt.Fprintln(os.Stderr, "runc-capfix: no runtime to hand over to: set RUNC_CAPFIX_RUNTIME or write its path to runc-capfix.runtime")
+		os.Exit(1)
 	}
 	drop := dropList()
 	if len(drop) > 0 {
@@ -40,17 +42,25 @@ func main() {
 	}
 }
 
-// dropList reads the capabilities to remove; the installer writes them next to the binary
-// because dockerd does not pass its environment to runtimes.
+// besideSelf reads the file next to this binary with the given suffix ("" when absent): the
+// installer writes settings there because dockerd does not pass its environment to runtimes.
+func besideSelf(suffix string) string {
+	self, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	data, err := os.ReadFile(self + suffix)
+	if err != nil {
+		return ""
+	}
+	return string(data)
+}
+
+// dropList reads the capabilities to remove (RUNC_CAPFIX_DROP or the .drop file).
 func dropList() []string {
 	raw := os.Getenv("RUNC_CAPFIX_DROP")
 	if raw == "" {
-		self, err := os.Executable()
-		if err == nil {
-			if data, err := os.ReadFile(self + ".drop"); err == nil {
-				raw = string(data)
-			}
-		}
+		raw = besideSelf(".drop")
 	}
 	var caps []string
 	for _, c := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
