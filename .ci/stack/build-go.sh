@@ -23,7 +23,7 @@ if [[ -f "$stamp" ]]; then log "$name $version: cached"; exit 0; fi
 
 wrapper="$WORK_DIR/wrapper-$name-$version"
 rm -rf "$wrapper"; mkdir -p "$wrapper" "$out"
-module_dir="$(go mod download -json "$module@$version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+source_dir="$(module_dir "$module@$version")"
 modfile="$(go env GOMODCACHE)/cache/download/$module/@v/$version.mod"
 {
   echo "module local/wrapper-$name"
@@ -35,7 +35,7 @@ modfile="$(go env GOMODCACHE)/cache/download/$module/@v/$version.mod"
 } >"$wrapper/go.mod"
 # The module's own go.sum vouches for its dependencies, some of which (pre-releases of vcluster's
 # API modules) the public checksum database does not list.
-[[ -f "$module_dir/go.sum" ]] && cp "$module_dir/go.sum" "$wrapper/go.sum" && chmod u+w "$wrapper/go.sum"
+[[ -f "$source_dir/go.sum" ]] && cp "$source_dir/go.sum" "$wrapper/go.sum" && chmod u+w "$wrapper/go.sum"
 
 log "$name $version: building ${packages[*]}"
 (cd "$wrapper" && go build -tags "${GO_TAGS:-}" -ldflags "$ldflags" -o "$out/${OUTPUT_NAME:-}" "${packages[@]}")

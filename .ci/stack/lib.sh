@@ -31,4 +31,9 @@ run_step() {
   log "step $name: done in ${took}s"
 }
 
+# module_dir MODULE@VERSION: downloads a Go module (if needed) and prints its source directory.
+module_dir() {
+  go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'
+}
+
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }

@@ -4,11 +4,11 @@
 # node_base_image ROOTFS_IMAGE: kind's base image recipe on a Debian root filesystem.
 node_base_image() {
   local rootfs="$1"
-  local kind_dir; kind_dir="$(go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
   local key; key="$(cat "$STACK_DIR/node.sh" "$STACK_DIR/versions.env" | sha256sum | cut -c1-12)"
   local tag="$IMAGE_PREFIX/kind-base:$KIND_VERSION-$key"
   image_exists "$tag" && { log "image $tag: cached"; echo "$tag"; return 0; }
   local ctx; ctx="$(fresh_context kind-base)"
+  local kind_dir; kind_dir="$(module_dir "sigs.k8s.io/kind@$KIND_VERSION")"
   cp -r "$kind_dir/images/base/files" "$ctx/files"
   chmod -R u+w "$ctx/files"
   # Lowering a process's oom_score_adj needs CAP_SYS_RESOURCE, which this machine may lack; runc
