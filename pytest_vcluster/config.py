@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -20,18 +20,33 @@ from pytest_vcluster.errors import ConfigError
 from pytest_vcluster.versions import KubeVersion, parse_version_list, parse_version_map
 
 __all__ = [
+    "CREATE_WITH_CHOICES",
     "OPTIONS",
     "TEARDOWN_CHOICES",
+    "CreateWith",
     "OptionSpec",
     "Settings",
     "TeardownMode",
+    "default_parallel_creates",
     "describe",
     "option_spec",
     "parse_teardown",
     "resolve_settings",
 ]
 
-Kind = Literal["str", "bool", "path", "paths", "seconds", "teardown", "versions", "version-map"]
+Kind = Literal[
+    "str",
+    "bool",
+    "path",
+    "paths",
+    "output",
+    "seconds",
+    "count",
+    "teardown",
+    "versions",
+    "version-map",
+    "create-with",
+]
 
 
 class TeardownMode(enum.StrEnum):
@@ -45,6 +60,23 @@ class TeardownMode(enum.StrEnum):
 
 
 TEARDOWN_CHOICES = ", ".join(mode.value for mode in TeardownMode)
+
+
+class CreateWith(enum.StrEnum):
+    """How a vcluster's objects reach the host."""
+
+    #: ``helm template`` (the chart rendered here) and the objects created through the API.
+    API = "api"
+    #: ``vcluster create --driver helm``, as a user would run it.
+    CLI = "cli"
+
+
+CREATE_WITH_CHOICES = ", ".join(choice.value for choice in CreateWith)
+
+
+def default_parallel_creates() -> int:
+    """Concurrent creates per process: starting a control plane keeps about two cores busy."""
+    return max(1, (os.cpu_count() or 1) // 2)
 
 
 @dataclass(frozen=True)
@@ -173,6 +205,43 @@ OPTIONS: tuple[OptionSpec, ...] = (
         default="180",
         metavar="SECONDS",
     ),
+    OptionSpec(
+        "lookahead",
+        "How many upcoming tests of this process get their vcluster prepared in advance, "
+        "while earlier tests run (0 turns it off).",
+        kind="count",
+        default="2",
+        metavar="N",
+    ),
+    OptionSpec(
+        "parallel-creates",
+        "How many vclusters one process creates at once (default: half the CPU count, at least 1).",
+        kind="count",
+        metavar="N",
+    ),
+    OptionSpec(
+        "fast-start",
+        "Chart values that make a control plane start faster (probe periods, init CPU, no "
+        "leader election; your values override each); false uses the chart's own.",
+        kind="bool",
+        default="true",
+        metavar="BOOL",
+    ),
+    OptionSpec(
+        "create-with",
+        f"How vclusters are created: {CREATE_WITH_CHOICES} ('api' renders the chart with helm "
+        "and creates the objects through the API; 'cli' runs 'vcluster create').",
+        kind="create-with",
+        default="api",
+        metavar="HOW",
+    ),
+    OptionSpec(
+        "records",
+        "Write what the run did (each cluster's phases, each test's wait for its cluster, "
+        "each teardown) to this JSON file.",
+        kind="output",
+        metavar="PATH",
+    ),
     OptionSpec("kind-binary", "Path of the kind binary (default: kind on PATH).", metavar="PATH"),
     OptionSpec(
         "vcluster-binary",
@@ -206,6 +275,11 @@ class Settings:
     teardown: TeardownMode = TeardownMode.DELETE
     ready_timeout: float = 300.0
     delete_timeout: float = 180.0
+    lookahead: int = 2
+    parallel_creates: int = field(default_factory=default_parallel_creates)
+    fast_start: bool = True
+    create_with: CreateWith = CreateWith.API
+    records: Path | None = None
     kind_binary: str | None = None
     vcluster_binary: str | None = None
     helm_binary: str | None = None
@@ -241,6 +315,23 @@ def _parse_seconds(text: str, option: str) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise ConfigError(option, f"{text!r} must be a positive finite number of seconds")
     return seconds
+
+
+def _parse_count(text: str, option: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise ConfigError(option, f"{text!r} is not a whole number") from None
+    if count < 0:
+        raise ConfigError(option, f"{text!r} must be 0 or more")
+    return count
+
+
+def _parse_create_with(text: str, option: str) -> CreateWith:
+    try:
+        return CreateWith(text.lower())
+    except ValueError:
+        raise ConfigError(option, f"{text!r} is not a way to create", CREATE_WITH_CHOICES) from None
 
 
 def _parse_binary(text: str, option: str) -> str:
@@ -343,28 +434,32 @@ def resolve_settings(
                 _path(raw, item, must_exist=True) for item in items if item.strip()
             )
             continue
-        text = _one(raw).strip()
-        match spec.kind:
-            case "str":
-                if spec.name.endswith("-binary"):
-                    values[attr] = _parse_binary(text, raw.where)
-                else:
-                    values[attr] = text
-            case "bool":
-                values[attr] = _parse_bool(text, raw.where)
-            case "path":
-                values[attr] = _path(raw, text, must_exist=True)
-            case "seconds":
-                values[attr] = _parse_seconds(text, raw.where)
-            case "teardown":
-                values[attr] = parse_teardown(text, option=raw.where)
-            case "versions":
-                values[attr] = parse_version_list(text, option=raw.where)
-            case "version-map":
-                values[attr] = MappingProxyType(parse_version_map(text, option=raw.where))
+        values[attr] = _parse_one(spec, raw)
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_combinations(settings)
     return settings
+
+
+_PARSERS: Mapping[str, Callable[[str, _Raw], object]] = {
+    "str": lambda text, raw: text,
+    "output": lambda text, raw: _path(raw, text, must_exist=False),
+    "count": lambda text, raw: _parse_count(text, raw.where),
+    "create-with": lambda text, raw: _parse_create_with(text, raw.where),
+    "bool": lambda text, raw: _parse_bool(text, raw.where),
+    "path": lambda text, raw: _path(raw, text, must_exist=True),
+    "seconds": lambda text, raw: _parse_seconds(text, raw.where),
+    "teardown": lambda text, raw: parse_teardown(text, option=raw.where),
+    "versions": lambda text, raw: parse_version_list(text, option=raw.where),
+    "version-map": lambda text, raw: MappingProxyType(parse_version_map(text, option=raw.where)),
+}
+
+
+def _parse_one(spec: OptionSpec, raw: _Raw) -> object:
+    """The typed value of one non-list setting."""
+    text = _one(raw).strip()
+    if spec.kind == "str" and spec.name.endswith("-binary"):
+        return _parse_binary(text, raw.where)
+    return _PARSERS[spec.kind](text, raw)
 
 
 def _check_combinations(settings: Settings) -> None:
@@ -378,6 +473,8 @@ def _check_combinations(settings: Settings) -> None:
             "--vcluster-node-image",
             "only applies to a kind host; it cannot be combined with --vcluster-host-kubeconfig",
         )
+    if settings.parallel_creates < 1:
+        raise ConfigError("--vcluster-parallel-creates", "must be 1 or more")
     if settings.local_chart_dir and (settings.chart_repo or settings.chart_version):
         raise ConfigError(
             "--vcluster-local-chart-dir",
@@ -393,7 +490,17 @@ def option_spec(name: str) -> OptionSpec:
 def describe(settings: Settings, keys: Sequence[str] = ()) -> str:
     """A one-line summary of ``settings`` for the report header."""
     parts = []
-    for key in keys or ("teardown", "versions", "chart_version", "local_chart_dir"):
+    default_keys = (
+        "teardown",
+        "versions",
+        "chart_version",
+        "local_chart_dir",
+        "create_with",
+        "lookahead",
+        "parallel_creates",
+        "fast_start",
+    )
+    for key in keys or default_keys:
         value = getattr(settings, key)
         if value in (None, (), ""):
             continue

@@ -13,6 +13,7 @@ __all__ = [
     "CommandError",
     "ConfigError",
     "HostError",
+    "StartFailedError",
     "ToolNotFoundError",
     "VClusterError",
     "WaitTimeoutError",
@@ -89,3 +90,9 @@ class WaitTimeoutError(VClusterError):
 
 class HostError(VClusterError):
     """The host cluster (or Docker, which runs it) is missing or unreachable."""
+
+
+class StartFailedError(VClusterError):
+    """A vcluster's pod reached a state it will not recover from (an image that cannot be
+    pulled, a container crashing over and over); raised at once instead of waiting out the
+    ready timeout."""

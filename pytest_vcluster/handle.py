@@ -28,6 +28,9 @@ class VCluster:
             default configuration).
         spec_hash: hash of the version and chart values, kept as a namespace label.
         reused: True when a paused vcluster was resumed instead of created.
+        persistent: True when its store is on a volume claim (it can be paused).
+        ready_seconds: seconds from create (or resume) until it was ready.
+        phases: when each readiness phase completed, in seconds from the start.
     """
 
     name: str
@@ -38,6 +41,9 @@ class VCluster:
     api_client: client.ApiClient
     spec_hash: str
     reused: bool = False
+    persistent: bool = True
+    ready_seconds: float = 0.0
+    phases: tuple[tuple[str, float], ...] = ()
     _pause: Callable[[], None] | None = field(default=None, repr=False)
     _resume: Callable[[], None] | None = field(default=None, repr=False)
 

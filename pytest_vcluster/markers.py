@@ -1,7 +1,8 @@
 """The ``vcluster`` marker: its arguments, validated into one frozen object.
 
 ``@pytest.mark.vcluster(version=None, versions=None, values=None, values_file=None,
-teardown=None, timeout=None)``. Validation happens at collection; a bad argument raises
+teardown=None, timeout=None, persistent=None)``. Validation happens at collection; a bad
+argument raises
 :class:`~pytest_vcluster.errors.ConfigError` naming it, which the plugin reports together with
 the test id.
 """
@@ -21,13 +22,14 @@ __all__ = ["MARKER_HELP", "MarkerArgs", "parse_marker"]
 
 MARKER_HELP = (
     "vcluster(version=None, versions=None, values=None, values_file=None, teardown=None, "
-    "timeout=None): choose the virtual cluster of this test: a Kubernetes version ('1.33' or "
-    "'v1.33.4') or a list of versions to run the test once per version, chart values (a dict or "
-    "a YAML file), the teardown mode (delete, pause, keep, keep-on-failure, pause-on-failure) "
-    "and the ready timeout in seconds."
+    "timeout=None, persistent=None): choose the virtual cluster of this test: a Kubernetes "
+    "version ('1.33' or 'v1.33.4') or a list of versions to run the test once per version, chart "
+    "values (a dict or a YAML file), the teardown mode (delete, pause, keep, keep-on-failure, "
+    "pause-on-failure), the ready timeout in seconds, and whether the cluster keeps its store "
+    "on a volume so that it can be paused (default: only when the teardown mode may pause)."
 )
 
-_ARGS = ("version", "versions", "values", "values_file", "teardown", "timeout")
+_ARGS = ("version", "versions", "values", "values_file", "teardown", "timeout", "persistent")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class MarkerArgs:
     values_file: Path | None = None
     teardown: TeardownMode | None = None
     timeout: float | None = None
+    persistent: bool | None = None
 
 
 def _arg(name: str) -> str:
@@ -93,6 +96,9 @@ def parse_marker(
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
     ):
         raise ConfigError(_arg("timeout"), f"must be a positive number of seconds, got {timeout!r}")
+    persistent = kwargs.get("persistent")
+    if persistent is not None and not isinstance(persistent, bool):
+        raise ConfigError(_arg("persistent"), f"must be True or False, got {persistent!r}")
     return MarkerArgs(
         version=parsed_version,
         versions=parsed_versions,
@@ -100,4 +106,5 @@ def parse_marker(
         values_file=values_file,
         teardown=parsed_teardown,
         timeout=float(timeout) if timeout is not None else None,
+        persistent=persistent,
     )

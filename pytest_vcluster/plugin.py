@@ -12,9 +12,11 @@ Fixtures:
 
 from __future__ import annotations
 
+import inspect
 import os
 import uuid
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -23,8 +25,9 @@ from pytest_vcluster.config import OPTIONS, Settings, resolve_settings
 from pytest_vcluster.errors import ConfigError
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.host import HostInfo
-from pytest_vcluster.lifecycle import VClusterManager, deep_merge
+from pytest_vcluster.lifecycle import VClusterManager
 from pytest_vcluster.markers import MARKER_HELP, MarkerArgs, parse_marker
+from pytest_vcluster.pool import ClusterPool, Upcoming
 from pytest_vcluster.report import header_lines
 from pytest_vcluster.session import (
     VClusterFactory,
@@ -34,15 +37,19 @@ from pytest_vcluster.session import (
     host_session,
     host_state_dir,
 )
+from pytest_vcluster.spec import ClusterRequest, VClusterSpec
 from pytest_vcluster.stats import Stats
+from pytest_vcluster.values import deep_merge
 from pytest_vcluster.versions import KubeVersion
 
 __all__ = [
     "pytest_addoption",
+    "pytest_collection_modifyitems",
     "pytest_configure",
     "pytest_generate_tests",
     "pytest_report_header",
     "pytest_runtest_makereport",
+    "pytest_runtest_protocol",
     "pytest_sessionfinish",
     "pytest_terminal_summary",
     "pytest_testnodedown",
@@ -58,6 +65,12 @@ __all__ = [
 SETTINGS_KEY = pytest.StashKey[Settings]()
 STATS_KEY = pytest.StashKey[Stats]()
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
+#: Per item: the cluster request resolved at collection, and the spec predicted from it.
+REQUEST_KEY = pytest.StashKey[ClusterRequest]()
+PREDICTED_KEY = pytest.StashKey[VClusterSpec | None]()
+POOL_KEY = pytest.StashKey[ClusterPool]()
+CURRENT_KEY = pytest.StashKey[pytest.Item]()
+INDEX_KEY = pytest.StashKey[dict[str, int]]()
 
 #: Fixtures whose use makes a test take part in the version matrix.
 VCLUSTER_FIXTURES = frozenset(
@@ -158,6 +171,113 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
+def _values_fixture_is_default(fixturedef: pytest.FixtureDef[Any]) -> bool:
+    return getattr(fixturedef.func, "__module__", None) == __name__
+
+
+def _predict_values(item: pytest.Item) -> Mapping[str, Any] | None:
+    """The item's ``vcluster_values`` when they can be known before setup, else ``None``.
+
+    The plugin's own fixture gives ``{}``; an override that takes no arguments and returns
+    (not yields) a mapping is called now. The prediction only decides what is prepared ahead:
+    at setup the real fixture value builds the spec, and a mismatch creates a new cluster.
+    """
+    info = getattr(item, "_fixtureinfo", None)
+    definitions: Sequence[pytest.FixtureDef[Any]] = (
+        info.name2fixturedefs.get("vcluster_values", ()) if info else ()
+    )
+    if not definitions:
+        return {}
+    fixturedef = definitions[-1]
+    if _values_fixture_is_default(fixturedef):
+        return {}
+    func = fixturedef.func
+    if fixturedef.argnames or inspect.isgeneratorfunction(func):
+        return None
+    try:
+        predicted = func()
+    except Exception:  # noqa: BLE001 - unpredictable values: this test is not prepared ahead
+        return None
+    return predicted if isinstance(predicted, Mapping) else None
+
+
+def _cluster_request(item: pytest.Item) -> ClusterRequest:
+    marker = item.get_closest_marker("vcluster")
+    args = parse_marker(marker.args, marker.kwargs, item.path.parent) if marker else MarkerArgs()
+    callspec = getattr(item, "callspec", None)
+    param = callspec.params.get("vcluster_version") if callspec is not None else None
+    version = param if isinstance(param, KubeVersion) else args.version
+    return ClusterRequest(
+        nodeid=item.nodeid,
+        name=item.name,
+        marker=args,
+        version=version,
+        extra_values=_predict_values(item),
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Resolve each test's cluster request once and predict the spec of its ``vcluster``."""
+    settings = config.stash[SETTINGS_KEY]
+    for item in items:
+        if not VCLUSTER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            continue
+        request = _cluster_request(item)
+        item.stash[REQUEST_KEY] = request
+        predicted = None
+        needs_fresh = "vcluster" in getattr(item, "fixturenames", ())
+        # A test marked skip never sets its fixtures up: preparing for it would be waste.
+        if needs_fresh and request.extra_values is not None and not item.get_closest_marker("skip"):
+            predicted = request.spec(settings)
+        item.stash[PREDICTED_KEY] = predicted
+    config.stash[INDEX_KEY] = {item.nodeid: index for index, item in enumerate(items)}
+
+
+def _xdist_queue(config: pytest.Config) -> list[int] | None:
+    """Indices of the items the xdist controller has handed this worker and it has not run."""
+    for plugin in config.pluginmanager.get_plugins():
+        queue = getattr(plugin, "torun", None)
+        if queue is None or not hasattr(plugin, "nextitem_index"):
+            continue
+        indices: list[int] = []
+        next_index = plugin.nextitem_index
+        if isinstance(next_index, int):
+            indices.append(next_index)
+        with queue.lock() as pending:
+            indices += [index for index in pending if isinstance(index, int)]
+        return indices
+    return None
+
+
+def _upcoming(session: pytest.Session) -> list[Upcoming]:
+    """The tests this process runs next, the current one first, with their predicted specs."""
+    config = session.config
+    current = config.stash.get(CURRENT_KEY, None)
+    if current is None:
+        return []
+    items = session.items
+    queued = _xdist_queue(config) if _is_xdist_worker(config) else None
+    if queued is not None:
+        following = [items[index] for index in queued if index < len(items)]
+    else:
+        position = config.stash.get(INDEX_KEY, {}).get(current.nodeid)
+        following = items[position + 1 :] if position is not None else []
+    return [(item.nodeid, item.stash.get(PREDICTED_KEY, None)) for item in [current, *following]]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Before each test: let the pool prepare clusters for the tests after it."""
+    del nextitem  # the xdist queue (or the item list) says more than one item ahead
+    item.config.stash[CURRENT_KEY] = item
+    pool = item.config.stash.get(POOL_KEY, None)
+    if pool is not None:
+        pool.plan()
+
+
 # -- reports, summary, xdist -----------------------------------------------------------------
 
 
@@ -175,8 +295,13 @@ def _failed(item: pytest.Item) -> bool:
     return any(report.failed for report in item.stash.get(REPORTS_KEY, {}).values())
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Workers hand their stats to the controller; the controller removes the shared host."""
+    """Workers hand their stats to the controller; the controller removes the shared host.
+
+    Runs last, after pytest has torn down the session fixtures (the pool waits there for
+    every background teardown), so the stats are complete.
+    """
     config = session.config
     stats = config.stash.get(STATS_KEY, None)
     settings = config.stash.get(SETTINGS_KEY, None)
@@ -187,6 +312,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     factory = getattr(config, "_tmp_path_factory", None)  # the same object xdist uses
     if settings is None or factory is None or config.option.collectonly:
         return
+    if settings.records is not None and stats is not None:
+        stats.write(settings.records)
     if getattr(config.option, "numprocesses", None) and not settings.existing_host:
         finalize_host(settings, host_state_dir(factory.getbasetemp(), is_xdist_worker=False))
 
@@ -270,6 +397,26 @@ def _vcluster_manager(
 
 
 @pytest.fixture(scope="session")
+def _vcluster_pool(
+    request: pytest.FixtureRequest,
+    vcluster_settings: Settings,
+    _vcluster_manager: VClusterManager,
+) -> Iterator[ClusterPool]:
+    session = request.session
+    pool = ClusterPool(
+        _vcluster_manager,
+        lambda: _upcoming(session),
+        lookahead=vcluster_settings.lookahead,
+        parallel=vcluster_settings.parallel_creates,
+    )
+    request.config.stash[POOL_KEY] = pool
+    pool.plan()
+    yield pool
+    del request.config.stash[POOL_KEY]
+    pool.close()
+
+
+@pytest.fixture(scope="session")
 def _vcluster_worker_pool(
     request: pytest.FixtureRequest,
     pytestconfig: pytest.Config,
@@ -281,12 +428,16 @@ def _vcluster_worker_pool(
     pool.close(failed=request.session.testsfailed > 0)
 
 
+def _request(request: pytest.FixtureRequest) -> ClusterRequest:
+    # Resolved at collection (pytest_collection_modifyitems); a test collected in an unusual
+    # way (a plugin adding items later) is resolved now.
+    item = request.node
+    found = item.stash.get(REQUEST_KEY, None)
+    return found if found is not None else _cluster_request(item)
+
+
 def _marker(request: pytest.FixtureRequest) -> MarkerArgs:
-    # Validated at collection already (pytest_generate_tests), so this cannot fail here.
-    marker = request.node.get_closest_marker("vcluster")
-    if marker is None:
-        return MarkerArgs()
-    return parse_marker(marker.args, marker.kwargs, request.node.path.parent)
+    return _request(request).marker
 
 
 @pytest.fixture
@@ -305,20 +456,22 @@ def vcluster_values() -> Mapping[str, Any]:
 @pytest.fixture
 def vcluster_factory(
     request: pytest.FixtureRequest,
+    pytestconfig: pytest.Config,
     vcluster_settings: Settings,
     vcluster_version: KubeVersion | None,
     vcluster_values: Mapping[str, Any],
-    _vcluster_manager: VClusterManager,
+    _vcluster_pool: ClusterPool,
 ) -> Iterator[VClusterFactory]:
     """Create extra vclusters in one test: ``vcluster_factory(version=..., values=...)``."""
+    cluster_request = replace(
+        _request(request), version=vcluster_version, extra_values=vcluster_values
+    )
     factory = VClusterFactory(
-        manager=_vcluster_manager,
+        pool=_vcluster_pool,
         settings=vcluster_settings,
-        nodeid=request.node.nodeid,
-        test_name=request.node.name,
-        marker=_marker(request),
-        default_version=vcluster_version,
-        extra_values=vcluster_values,
+        request=cluster_request,
+        worker=_worker_id(pytestconfig),
+        stats=pytestconfig.stash[STATS_KEY],
     )
     yield factory
     factory.close(failed=_failed(request.node))

@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vcluster.config import Settings, TeardownMode
+from pytest_vcluster.errors import ConfigError
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.host import HostInfo, HostLease, connect_existing_host
-from pytest_vcluster.lifecycle import VClusterManager, decide_teardown, deep_merge, make_spec
-from pytest_vcluster.markers import MarkerArgs
+from pytest_vcluster.lifecycle import VClusterManager, decide_teardown
+from pytest_vcluster.pool import ClusterPool
+from pytest_vcluster.spec import ClusterRequest, make_spec, may_pause
+from pytest_vcluster.stats import Stats
 from pytest_vcluster.versions import KubeVersion, parse_version
 
 __all__ = [
@@ -103,6 +106,7 @@ class WorkerPool:
             version=version,
             values=values,
             values_file=values_file,
+            persistent=may_pause(self.settings.teardown),
         )
         handle = self._handles.get(spec.spec_hash)
         if handle is None:
@@ -118,27 +122,37 @@ class WorkerPool:
         self._handles.clear()
 
 
+def _check_timeout(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ConfigError(
+            "vcluster_factory(timeout=...)",
+            f"must be a positive number of seconds, got {timeout!r}",
+        )
+    return float(timeout)
+
+
 @dataclass
 class VClusterFactory:
     """Creates vclusters for one test; all of them are torn down when the test ends.
 
     Call it with keyword arguments to override the test's marker: ``version``, ``values``,
-    ``values_file``, ``timeout``. The ``vcluster`` fixture is the factory's first call.
+    ``values_file``, ``timeout``, ``persistent``. The ``vcluster`` fixture is the factory's
+    first call, which the lookahead pool may have prepared before the test started.
     """
 
-    manager: VClusterManager
+    pool: ClusterPool
     settings: Settings
-    nodeid: str
-    test_name: str
-    marker: MarkerArgs
-    default_version: KubeVersion | None
-    extra_values: Mapping[str, Any] | None = None
+    request: ClusterRequest
+    worker: str
+    stats: Stats
     created: list[VCluster] = field(default_factory=list)
 
     @property
     def teardown_mode(self) -> TeardownMode:
         """The marker's teardown mode, else the setting."""
-        return self.marker.teardown or self.settings.teardown
+        return self.request.teardown_mode(self.settings)
 
     def __call__(
         self,
@@ -147,32 +161,41 @@ class VClusterFactory:
         values: Mapping[str, Any] | None = None,
         values_file: str | Path | None = None,
         timeout: float | None = None,
+        persistent: bool | None = None,
     ) -> VCluster:
         """Create (or resume) a vcluster and return it once it is ready."""
-        if isinstance(version, str):
-            version = parse_version(version, option="vcluster_factory(version=...)")
-        merged: dict[str, Any] = dict(self.extra_values or {})
-        for layer in (self.marker.values, values):
-            if layer:
-                merged = deep_merge(merged, layer)
+        option = "vcluster_factory(version=...)"
+        parsed = version if isinstance(version, KubeVersion) or version is None else None
+        if version is not None and parsed is None:
+            parsed = parse_version(version, option=option)
+        if values is not None and not isinstance(values, Mapping):
+            raise ConfigError("vcluster_factory(values=...)", f"must be a dict, got {values!r}")
+        if persistent is not None and not isinstance(persistent, bool):
+            raise ConfigError(
+                "vcluster_factory(persistent=...)", f"must be True or False, got {persistent!r}"
+            )
         index = len(self.created)
-        spec = make_spec(
+        spec = self.request.spec(
             self.settings,
-            slot=f"test:{self.nodeid}:{index}",
-            test=self.nodeid,
-            label=self.test_name,
-            version=version or self.default_version,
-            values=merged,
-            values_file=Path(values_file) if values_file else self.marker.values_file,
-            ready_timeout=timeout or self.marker.timeout,
+            index=index,
+            version=parsed,
+            values=values,
+            values_file=Path(values_file) if values_file else None,
+            timeout=_check_timeout(timeout),
+            persistent=persistent,
         )
-        handle = self.manager.create(spec, teardown_on_error=self.teardown_mode)
-        self.created.append(handle)
-        return handle
+        key = self.request.nodeid if index == 0 else f"{self.request.nodeid}#{index}"
+        taken = self.pool.take(key, spec, self.teardown_mode)
+        if index == 0:
+            self.stats.record_setup(
+                self.request.nodeid, self.worker, taken.wait_seconds, taken.source
+            )
+        self.created.append(taken.handle)
+        return taken.handle
 
     def close(self, *, failed: bool) -> None:
-        """Tear down every vcluster this factory made, newest first."""
+        """Tear down every vcluster this factory made, newest first, in the background."""
         action = decide_teardown(self.teardown_mode, failed)
         for handle in reversed(self.created):
-            self.manager.finish(handle, action)
+            self.pool.release(handle, action)
         self.created.clear()

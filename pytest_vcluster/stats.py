@@ -1,53 +1,112 @@
-"""Counts of what the plugin did with vclusters, and how long they took to become ready.
+"""What the plugin did with vclusters: counts, ready times, and the run's records.
 
 Each pytest process records its own events; under xdist the workers send theirs to the
-controller (see the plugin), which merges them for the terminal summary.
+controller (see the plugin), which merges them for the terminal summary and the records file
+(``--vcluster-records``). Recording is thread-safe: clusters are prepared and torn down in
+background threads.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["EVENTS", "Stats"]
+__all__ = ["EVENTS", "Stats", "percentile"]
 
 EVENTS = ("created", "resumed", "paused", "deleted", "kept", "failed")
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile by linear interpolation (``values`` must not be empty)."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
 @dataclass
 class Stats:
-    """Event counts and ready times (seconds from create or resume to ready)."""
+    """Event counts, ready times and per-cluster, per-test and per-teardown records."""
 
     counts: Counter[str] = field(default_factory=Counter)
     ready_seconds: list[float] = field(default_factory=list)
+    clusters: list[dict[str, Any]] = field(default_factory=list)
+    setups: list[dict[str, Any]] = field(default_factory=list)
+    teardowns: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, event: str, ready_seconds: float | None = None) -> None:
         """Count ``event`` (one of :data:`EVENTS`) and remember its ready time if given."""
         if event not in EVENTS:
             raise ValueError(f"unknown event {event!r}")
-        self.counts[event] += 1
-        if ready_seconds is not None:
-            self.ready_seconds.append(ready_seconds)
+        with self._lock:
+            self.counts[event] += 1
+            if ready_seconds is not None:
+                self.ready_seconds.append(ready_seconds)
+
+    def record_cluster(self, entry: dict[str, Any]) -> None:
+        """One cluster made ready: name, event, phases, ready seconds, prepared or not."""
+        with self._lock:
+            self.clusters.append(entry)
+
+    def record_setup(self, nodeid: str, worker: str, wait_seconds: float, source: str) -> None:
+        """How long a test waited for its cluster and where the cluster came from."""
+        with self._lock:
+            self.setups.append(
+                {
+                    "nodeid": nodeid,
+                    "worker": worker,
+                    "wait_seconds": round(wait_seconds, 3),
+                    "source": source,
+                }
+            )
+
+    def record_teardown(self, name: str, action: str, seconds: float, error: str | None) -> None:
+        """One teardown: what was done, how long it took, and its error if it failed."""
+        with self._lock:
+            self.teardowns.append(
+                {"name": name, "action": action, "seconds": round(seconds, 3), "error": error}
+            )
 
     def preserved(self) -> int:
         """vclusters left on the host by pause or keep teardowns."""
         return self.counts["paused"] + self.counts["kept"]
 
     def merge(self, data: dict[str, Any]) -> None:
-        """Add the counts and times of :meth:`to_dict` output from another process."""
-        self.counts.update({str(k): int(v) for k, v in data.get("counts", {}).items()})
-        self.ready_seconds.extend(float(s) for s in data.get("ready_seconds", []))
+        """Add the output of :meth:`to_dict` from another process."""
+        with self._lock:
+            self.counts.update({str(k): int(v) for k, v in data.get("counts", {}).items()})
+            self.ready_seconds.extend(float(s) for s in data.get("ready_seconds", []))
+            self.clusters.extend(data.get("clusters", []))
+            self.setups.extend(data.get("setups", []))
+            self.teardowns.extend(data.get("teardowns", []))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy (xdist sends it from workers to the controller)."""
-        return {"counts": dict(self.counts), "ready_seconds": list(self.ready_seconds)}
+        with self._lock:
+            return {
+                "counts": dict(self.counts),
+                "ready_seconds": list(self.ready_seconds),
+                "clusters": list(self.clusters),
+                "setups": list(self.setups),
+                "teardowns": list(self.teardowns),
+            }
+
+    def write(self, path: Path) -> None:
+        """Write the records (clusters, setups, teardowns, counts) as JSON."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
 
     @property
     def empty(self) -> bool:
         """True when nothing was recorded."""
-        return not self.counts
+        return not self.counts and not self.setups
 
     def summary_lines(self) -> list[str]:
         """Lines for the terminal summary."""
@@ -60,5 +119,18 @@ class Stats:
                 "create/resume to ready: "
                 f"median {statistics.median(self.ready_seconds):.1f}s, "
                 f"max {max(self.ready_seconds):.1f}s over {len(self.ready_seconds)}"
+            )
+        waits = [float(entry["wait_seconds"]) for entry in self.setups]
+        if waits:
+            prepared = sum(1 for entry in self.setups if entry["source"] == "prepared")
+            lines.append(
+                f"tests waited for their vcluster: p50 {percentile(waits, 0.5):.1f}s, "
+                f"p95 {percentile(waits, 0.95):.1f}s over {len(waits)} "
+                f"({prepared} prepared ahead)"
+            )
+        failed = [entry for entry in self.teardowns if entry["error"]]
+        for entry in failed:
+            lines.append(
+                f"teardown ({entry['action']}) of {entry['name']} failed: {entry['error']}"
             )
         return lines

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pytest_vcluster.errors import WaitTimeoutError
+from pytest_vcluster.errors import StartFailedError, WaitTimeoutError
 
 __all__ = ["Deadline", "Probe", "wait_until"]
 
@@ -56,12 +56,15 @@ def wait_until(
     """Poll ``probe`` until it reports done; return its last description.
 
     Exceptions from the probe count as "not yet" (the API may not answer during start-up)
-    and their text becomes the last-seen state.
+    and their text becomes the last-seen state, except :class:`StartFailedError`, which
+    ends the wait at once.
     """
     seen = "nothing yet"
     while True:
         try:
             done, seen = probe()
+        except StartFailedError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure of a probe means "not ready yet"
             done, seen = False, f"{type(exc).__name__}: {exc}"
         if done:

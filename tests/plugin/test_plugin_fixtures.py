@@ -15,6 +15,7 @@ import pytest
 
 FAKE_MANAGER_CONFTEST = """
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,18 +31,20 @@ class FakeManager:
         self.stats = stats
         self.worker = worker
         self.count = 0
+        self.lock = threading.Lock()
 
     def _log(self, **event):
-        with LOG.open("a") as f:
+        with self.lock, LOG.open("a") as f:
             f.write(json.dumps(event) + "\\n")
 
-    def create(self, spec, *, teardown_on_error):
-        self.count += 1
-        name = f"{self.worker}-vc{self.count}"
+    def create(self, spec, *, teardown_on_error, prepared=False):
+        with self.lock:
+            self.count += 1
+            name = f"{self.worker}-vc{self.count}"
         self.stats.record("created", 1.0 + self.count)
         self._log(event="create", name=name, slot=spec.slot, test=spec.test,
                   version=str(spec.version) if spec.version else None,
-                  values=spec.values, on_error=teardown_on_error.value)
+                  values=spec.values, on_error=teardown_on_error.value, prepared=prepared)
         return VCluster(name=name, namespace=name, version="v1.33.4",
                         requested_version=spec.version, kubeconfig=Path("/dev/null"),
                         api_client=None, spec_hash=spec.spec_hash)
@@ -150,7 +153,9 @@ def test_factory_and_matrix(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--vcluster-versions=1.33,1.35")
     result.assert_outcomes(passed=2)
     creates = [e for e in events(pytester) if e["event"] == "create"]
-    assert [c["version"] for c in creates] == ["1.33", "1.34", "1.35", "1.34"]
+    # The 1.35 run's first cluster is prepared while the 1.33 run's test runs.
+    assert sorted(c["version"] for c in creates) == ["1.33", "1.34", "1.34", "1.35"]
+    assert [c["version"] for c in creates if c["prepared"]] == ["1.35"]
     for create in creates:
         values = create["values"]
         assert isinstance(values, dict)
@@ -286,3 +291,105 @@ def test_unreachable_existing_host_is_a_clear_error(pytester: pytest.Pytester) -
     result.stdout.fnmatch_lines(
         [f"*HostError: host cluster from {kubeconfig} (context gone) is unreachable: *"]
     )
+
+
+LOOKAHEAD_SUITE = """
+import pytest
+
+@pytest.mark.parametrize("i", range(5))
+def test_fresh(vcluster, i):
+    assert vcluster.name
+
+@pytest.mark.skip(reason="does not need its cluster after all")
+def test_skipped(vcluster):
+    pass
+
+def test_after_skip(vcluster):
+    assert vcluster.name
+"""
+
+
+def test_lookahead_prepares_clusters_and_leaves_none_behind(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(FAKE_MANAGER_CONFTEST)
+    pytester.makepyfile(LOOKAHEAD_SUITE)
+    records = pytester.path / "records.json"
+    result = pytester.runpytest(f"--vcluster-records={records}")
+    result.assert_outcomes(passed=6, skipped=1)
+    creates = [e for e in events(pytester) if e["event"] == "create"]
+    finishes = [e for e in events(pytester) if e["event"] == "finish"]
+    # Only the first test makes its own cluster; the skipped test's one serves the next test.
+    assert [c["prepared"] for c in creates].count(False) == 1
+    assert len(creates) == 6
+    assert sorted(f["name"] for f in finishes) == sorted(c["name"] for c in creates)
+    data = json.loads(records.read_text())
+    sources = [setup["source"] for setup in data["setups"]]
+    assert sources == ["created"] + ["prepared"] * 5
+    result.stdout.fnmatch_lines(
+        ["*tests waited for their vcluster: p50 *s, p95 *s over 6 (5 prepared ahead)"]
+    )
+
+
+def test_lookahead_zero_creates_each_cluster_in_its_test(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(FAKE_MANAGER_CONFTEST)
+    pytester.makepyfile(LOOKAHEAD_SUITE)
+    result = pytester.runpytest("--vcluster-lookahead=0")
+    result.assert_outcomes(passed=6, skipped=1)
+    creates = [e for e in events(pytester) if e["event"] == "create"]
+    assert [c["prepared"] for c in creates] == [False] * 6
+
+
+def test_lookahead_under_xdist_prepares_only_for_each_workers_own_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(FAKE_MANAGER_CONFTEST)
+    pytester.makepyfile(LOOKAHEAD_SUITE)
+    records = pytester.path / "records.json"
+    result = pytester.runpytest("-n", "2", f"--vcluster-records={records}")
+    result.assert_outcomes(passed=6, skipped=1)
+    creates = [e for e in events(pytester) if e["event"] == "create"]
+    finishes = [e for e in events(pytester) if e["event"] == "finish"]
+    assert len(creates) <= 6 + 2  # at most one spare per worker
+    assert sorted(f["name"] for f in finishes) == sorted(c["name"] for c in creates)
+    data = json.loads(records.read_text())
+    assert {setup["worker"] for setup in data["setups"]} == {"gw0", "gw1"}
+    assert len(data["setups"]) == 6
+
+
+def test_predicted_values_fixture_is_prepared_and_a_mismatch_is_not_used(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(
+        FAKE_MANAGER_CONFTEST
+        + """
+@pytest.fixture
+def vcluster_values():
+    return {"sync": {"fromHost": {"nodes": {"enabled": True}}}}
+"""
+    )
+    pytester.makepyfile(
+        test_1="""
+        def test_a(vcluster):
+            pass
+
+        def test_b(vcluster):
+            pass
+        """,
+        test_2="""
+        import pytest
+
+        @pytest.fixture
+        def vcluster_values(request):
+            return {"per-test": request.node.name}
+
+        def test_c(vcluster):
+            pass
+        """,
+    )
+    records = pytester.path / "records.json"
+    result = pytester.runpytest(f"--vcluster-records={records}", "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    sources = [s["source"] for s in json.loads(records.read_text())["setups"]]
+    # test_b's values were known at collection; test_c's fixture needs its request.
+    assert sources == ["created", "prepared", "created"]
+    creates = [e for e in events(pytester) if e["event"] == "create"]
+    assert all(c["values"]["sync"]["fromHost"]["nodes"]["enabled"] for c in creates[:2])

@@ -97,7 +97,7 @@ def test_report_header_kind_host(pytester: pytest.Pytester) -> None:
         [
             "vcluster: kind host 'ci-host' (node image: kind default)",
             "vcluster tools: kind: *; vcluster: *; helm: *",
-            "vcluster settings: teardown=delete, versions=1.33",
+            "vcluster settings: teardown=delete, versions=1.33, create_with=api, lookahead=2*",
         ]
     )
 

@@ -215,4 +215,7 @@ def test_describe(tmp_path: Path) -> None:
     settings = resolve(
         tmp_path, cli={"vcluster_versions": "1.33,1.34", "vcluster_teardown": "pause"}
     )
-    assert describe(settings) == "teardown=pause, versions=1.33,1.34"
+    assert describe(settings).startswith(
+        "teardown=pause, versions=1.33,1.34, create_with=api, lookahead=2, parallel_creates="
+    )
+    assert describe(settings).endswith("fast_start=True")

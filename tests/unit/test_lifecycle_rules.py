@@ -1,4 +1,4 @@
-"""Naming, chart values, spec hash, teardown decisions and kubeconfig rewriting."""
+"""Naming, chart values, spec hash, teardown decisions, kubeconfig rewriting, pod summaries."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ import yaml
 from kubernetes import client
 
 from pytest_vcluster.config import Settings, TeardownMode
+from pytest_vcluster.connection import rewrite_kubeconfig
 from pytest_vcluster.errors import ConfigError, VClusterError
-from pytest_vcluster.lifecycle import (
-    TeardownAction,
+from pytest_vcluster.labels import label_value, vcluster_name
+from pytest_vcluster.lifecycle import TeardownAction, decide_teardown
+from pytest_vcluster.probes import describe_pods
+from pytest_vcluster.spec import chart_identity, make_spec
+from pytest_vcluster.values import (
+    EPHEMERAL_VALUES,
+    FAST_START_VALUES,
     build_values,
-    decide_teardown,
     deep_merge,
-    describe_pods,
-    label_value,
-    make_spec,
-    rewrite_kubeconfig,
     spec_hash,
-    vcluster_name,
 )
 from pytest_vcluster.versions import KubeVersion
 
@@ -90,9 +90,11 @@ def test_build_values_precedence(tmp_path: Path) -> None:
     settings_file.write_text("x: settings\ny: settings\nz: settings\ntelemetry: {enabled: true}\n")
     marker_file = tmp_path / "marker.yaml"
     marker_file.write_text("y: marker-file\nz: marker-file\n")
-    settings = Settings(values_files=(settings_file,))
     values = build_values(
-        settings, tag="v1.33.4", values_file=marker_file, values={"z": "marker-dict"}
+        values_files=(settings_file,),
+        tag="v1.33.4",
+        values_file=marker_file,
+        values={"z": "marker-dict"},
     )
     assert (values["x"], values["y"], values["z"]) == ("settings", "marker-file", "marker-dict")
     assert values["telemetry"] == {"enabled": False}
@@ -100,25 +102,49 @@ def test_build_values_precedence(tmp_path: Path) -> None:
 
 
 def test_build_values_without_version_leaves_chart_default() -> None:
-    assert build_values(Settings(), tag=None) == {"telemetry": {"enabled": False}}
+    assert build_values(fast_start=False) == {"telemetry": {"enabled": False}}
+
+
+def test_speed_layers_sit_below_the_users_values() -> None:
+    values = build_values(
+        ephemeral=True,
+        values={
+            "controlPlane": {"statefulSet": {"persistence": {"volumeClaim": {"enabled": True}}}}
+        },
+    )
+    probes = values["controlPlane"]["statefulSet"]["probes"]
+    assert probes == FAST_START_VALUES["controlPlane"]["statefulSet"]["probes"]
+    assert values["controlPlane"]["statefulSet"]["persistence"]["volumeClaim"]["enabled"] is True
+    ephemeral = build_values(ephemeral=True)["controlPlane"]["statefulSet"]["persistence"]
+    assert ephemeral == EPHEMERAL_VALUES["controlPlane"]["statefulSet"]["persistence"]
+    assert "persistence" not in build_values()["controlPlane"]["statefulSet"]
+
+
+def test_specs_are_persistent_only_when_asked() -> None:
+    settings = Settings()
+    persistent = make_spec(settings, slot="s", test="t", label="x")
+    ephemeral = make_spec(settings, slot="s", test="t", label="x", persistent=False)
+    assert persistent.persistent
+    assert not ephemeral.persistent
+    assert persistent.spec_hash != ephemeral.spec_hash  # a paused pool never serves the other
 
 
 def test_bad_values_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("- a list\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
-        build_values(Settings(), tag=None, values_file=path)
+        build_values(values_file=path)
     path.write_text("a: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        build_values(Settings(values_files=(path,)), tag=None)
+        build_values(values_files=(path,))
 
 
 def test_spec_hash() -> None:
-    settings = Settings()
-    a = spec_hash({"a": 1, "b": {"c": 2}}, settings)
-    assert a == spec_hash({"b": {"c": 2}, "a": 1}, settings)  # key order does not matter
-    assert a != spec_hash({"a": 2, "b": {"c": 2}}, settings)
-    assert a != spec_hash({"a": 1, "b": {"c": 2}}, Settings(chart_version="0.36.1"))
+    chart = chart_identity(Settings())
+    a = spec_hash({"a": 1, "b": {"c": 2}}, chart)
+    assert a == spec_hash({"b": {"c": 2}, "a": 1}, chart)  # key order does not matter
+    assert a != spec_hash({"a": 2, "b": {"c": 2}}, chart)
+    assert a != spec_hash({"a": 1, "b": {"c": 2}}, chart_identity(Settings(chart_version="1")))
     assert re.fullmatch(r"[0-9a-f]{16}", a)
 
 

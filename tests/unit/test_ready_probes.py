@@ -21,10 +21,9 @@ from typing import ClassVar
 import pytest
 from kubernetes import client, config
 
-from pytest_vcluster.config import Settings
+from pytest_vcluster.connection import rewrite_kubeconfig
 from pytest_vcluster.errors import WaitTimeoutError
-from pytest_vcluster.host import HostInfo
-from pytest_vcluster.lifecycle import VClusterManager, rewrite_kubeconfig
+from pytest_vcluster.probes import PhaseTimer, coredns_ready, readyz, service_account, wait_for
 from pytest_vcluster.waits import Deadline
 
 VERSION = {
@@ -145,17 +144,21 @@ users: [{{name: vc, user: {{token: secret}}}}]
     return client.ApiClient(configuration)
 
 
-def manager(tmp_path: Path) -> VClusterManager:
-    host = HostInfo("kind", "t", tmp_path / "unused", None, False)
-    return VClusterManager(Settings(), host, "run", "gw0", tmp_path, sleep=lambda _: None)
+def wait_inside(api: client.ApiClient, deadline: Deadline) -> PhaseTimer:
+    timer = PhaseTimer()
+    probes = [readyz(api), service_account(api), coredns_ready(api)]
+    wait_for(probes, deadline, timer, sleep=lambda _: None)
+    return timer
 
 
-def test_waits_for_service_account_then_reports_version(
+def test_waits_for_service_account_and_times_each_phase(
     tmp_path: Path, certificate: tuple[Path, Path], server: int
 ) -> None:
     with api_client(tmp_path, certificate, server, "localhost") as api:
-        version = manager(tmp_path)._wait_inside(api, Deadline(30))
-    assert version == "v1.33.4"
+        timer = wait_inside(api, Deadline(30))
+    assert [phase for phase, _ in timer.phases] == ["readyz", "service-account", "coredns"]
+    seconds = [elapsed for _, elapsed in timer.phases]
+    assert seconds == sorted(seconds)
     assert FakeAPI.state["/api/v1/namespaces/default/serviceaccounts/default"] == 3
 
 
@@ -167,7 +170,7 @@ def test_coredns_not_ready_times_out_saying_what_it_saw(
         api_client(tmp_path, certificate, server, "localhost") as api,
         pytest.raises(WaitTimeoutError) as info,
     ):
-        manager(tmp_path)._wait_inside(api, Deadline(0.5))
+        wait_inside(api, Deadline(0.5))
     assert "CoreDNS" in info.value.awaited
     assert info.value.last_seen == "coredns-1 Running not ready"
 
@@ -181,4 +184,4 @@ def test_certificate_is_verified_against_the_tls_server_name(
             WaitTimeoutError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"
         ),
     ):
-        manager(tmp_path)._wait_inside(api, Deadline(0.5))
+        wait_inside(api, Deadline(0.5))

@@ -34,7 +34,7 @@ def test_header_kind_host(fake_tool: FakeTool) -> None:
     lines = header_lines(Settings(node_image="node:1", kind_binary=str(kind), keep_host=True))
     assert lines[0] == "vcluster: kind host 'pytest-vcluster' (node image: node:1, kept at exit)"
     assert lines[1].startswith("vcluster tools: kind: kind v0.32.0; vcluster: ")
-    assert lines[2] == "vcluster settings: teardown=delete"
+    assert lines[2].startswith("vcluster settings: teardown=delete, create_with=api, lookahead=2")
 
 
 def test_header_existing_host(tmp_path: Path) -> None:

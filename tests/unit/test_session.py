@@ -6,13 +6,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from kubernetes import client
 
 from pytest_vcluster.config import Settings, TeardownMode
+from pytest_vcluster.errors import ConfigError
 from pytest_vcluster.handle import VCluster
-from pytest_vcluster.lifecycle import TeardownAction, VClusterManager, VClusterSpec
+from pytest_vcluster.lifecycle import TeardownAction, VClusterManager
 from pytest_vcluster.markers import MarkerArgs
+from pytest_vcluster.pool import ClusterPool
 from pytest_vcluster.session import VClusterFactory, WorkerPool, host_state_dir
+from pytest_vcluster.spec import ClusterRequest, VClusterSpec
+from pytest_vcluster.stats import Stats
 from pytest_vcluster.versions import KubeVersion
 
 
@@ -22,7 +27,9 @@ class FakeManager:
     finished: list[tuple[str, TeardownAction]] = field(default_factory=list)
     modes: list[TeardownMode] = field(default_factory=list)
 
-    def create(self, spec: VClusterSpec, *, teardown_on_error: TeardownMode) -> VCluster:
+    def create(
+        self, spec: VClusterSpec, *, teardown_on_error: TeardownMode, prepared: bool = False
+    ) -> VCluster:
         self.specs.append(spec)
         self.modes.append(teardown_on_error)
         return VCluster(
@@ -33,21 +40,30 @@ class FakeManager:
             kubeconfig=Path("/dev/null"),
             api_client=cast(client.ApiClient, None),
             spec_hash=spec.spec_hash,
+            persistent=spec.persistent,
         )
 
     def finish(self, handle: VCluster, action: TeardownAction) -> None:
         self.finished.append((handle.name, action))
 
 
-def make_factory(manager: FakeManager, marker: MarkerArgs, **kwargs: Any) -> VClusterFactory:
-    return VClusterFactory(
-        manager=cast(VClusterManager, manager),
-        settings=Settings(teardown=TeardownMode.DELETE),
+def make_factory(
+    manager: FakeManager, marker: MarkerArgs, extra_values: dict[str, Any] | None = None
+) -> VClusterFactory:
+    request = ClusterRequest(
         nodeid="tests/test_x.py::test_y[k8s-1.33]",
-        test_name="test_y[k8s-1.33]",
+        name="test_y[k8s-1.33]",
         marker=marker,
-        default_version=KubeVersion(1, 33),
-        **kwargs,
+        version=KubeVersion(1, 33),
+        extra_values=extra_values or {},
+    )
+    pool = ClusterPool(manager, lambda: [], lookahead=0)
+    return VClusterFactory(
+        pool=pool,
+        settings=Settings(teardown=TeardownMode.DELETE),
+        request=request,
+        worker="gw0",
+        stats=Stats(),
     )
 
 
@@ -63,7 +79,11 @@ def test_factory_creates_and_tears_down_all() -> None:
     assert spec2.values["c"] == 3
     assert spec1.slot != spec2.slot
     assert spec1.test == "tests/test_x.py::test_y[k8s-1.33]"
+    assert not spec1.persistent  # deleted after the test: no volume claim needed
+    [setup] = factory.stats.setups  # only the first cluster is the test's own setup
+    assert setup["source"] == "created"
     factory.close(failed=False)
+    factory.pool.close()
     assert manager.finished == [("vc2", TeardownAction.DELETE), ("vc1", TeardownAction.DELETE)]
     factory.close(failed=False)
     assert len(manager.finished) == 2  # nothing is torn down twice
@@ -76,7 +96,36 @@ def test_factory_uses_marker_teardown_and_outcome() -> None:
     assert manager.modes == [TeardownMode.KEEP_ON_FAILURE]
     assert manager.specs[0].ready_timeout == 9
     factory.close(failed=True)
+    factory.pool.close()
     assert manager.finished == [("vc1", TeardownAction.KEEP)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "option"),
+    [
+        ({"version": 1.33}, "version"),
+        ({"timeout": -1}, "timeout"),
+        ({"timeout": True}, "timeout"),
+        ({"values": ["a"]}, "values"),
+        ({"persistent": "yes"}, "persistent"),
+    ],
+)
+def test_factory_rejects_bad_arguments_before_creating(kwargs: dict[str, Any], option: str) -> None:
+    manager = FakeManager()
+    factory = make_factory(manager, MarkerArgs())
+    with pytest.raises(ConfigError, match=rf"vcluster_factory\({option}=\.\.\.\)"):
+        factory(**kwargs)
+    assert manager.specs == []
+
+
+def test_factory_persistent_follows_teardown_and_argument() -> None:
+    manager = FakeManager()
+    factory = make_factory(manager, MarkerArgs(teardown=TeardownMode.PAUSE_ON_FAILURE))
+    factory()
+    factory(persistent=False)
+    assert [spec.persistent for spec in manager.specs] == [True, False]
+    factory.close(failed=False)
+    factory.pool.close()
 
 
 def test_worker_pool_shares_per_spec() -> None:

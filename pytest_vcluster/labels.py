@@ -1,0 +1,64 @@
+"""Names and labels of what the plugin makes on the host.
+
+Every vcluster gets a namespace of its own, labelled with the run id, worker, slot and spec
+hash, so that a reaper can find leftovers and a later run can resume a paused cluster of the
+same spec.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pytest_vcluster.values import short_hash
+
+__all__ = [
+    "ANNOTATION_TEST",
+    "LABEL_MANAGED",
+    "LABEL_NAME",
+    "LABEL_RUN_ID",
+    "LABEL_SLOT",
+    "LABEL_SPEC_HASH",
+    "LABEL_WORKER",
+    "control_plane_selector",
+    "label_value",
+    "slot_label",
+    "vcluster_name",
+]
+
+LABEL_MANAGED = "pytest-vcluster/managed"
+LABEL_RUN_ID = "pytest-vcluster/run-id"
+LABEL_WORKER = "pytest-vcluster/worker"
+LABEL_SPEC_HASH = "pytest-vcluster/spec-hash"
+LABEL_SLOT = "pytest-vcluster/slot"
+LABEL_NAME = "pytest-vcluster/name"
+ANNOTATION_TEST = "pytest-vcluster/test"
+
+_MAX_NAME = 40
+
+
+def vcluster_name(label: str, key: str) -> str:
+    """A DNS-1123 label of at most 40 characters: ``pv-<readable part>-<hash of key>``.
+
+    ``label`` is for people (the test name); ``key`` makes it unique (run, worker, slot).
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    suffix = short_hash(key)
+    room = _MAX_NAME - len("pv-") - len(suffix) - 1
+    slug = slug[:room].strip("-")
+    return f"pv-{slug}-{suffix}" if slug else f"pv-{suffix}"
+
+
+def label_value(text: str) -> str:
+    """``text`` made valid as a label value (63 characters, alphanumeric at both ends)."""
+    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.")
+    return value or "none"
+
+
+def slot_label(slot: str) -> str:
+    """The label value of a slot (slots are node ids: too long and free-form for a label)."""
+    return short_hash(slot, 16)
+
+
+def control_plane_selector(name: str) -> str:
+    """The label selector of a vcluster's control-plane pods and workload."""
+    return f"app=vcluster,release={name}"

@@ -1,0 +1,180 @@
+"""Host namespaces of vclusters: made with labels, claimed for reuse, deleted.
+
+Each vcluster lives alone in a namespace the plugin makes. The labels (run id, worker, slot,
+spec hash, name) let a later run find and claim a paused cluster of the same spec, and let a
+reaper find what a run left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from pytest_vcluster.errors import VClusterError
+from pytest_vcluster.labels import (
+    ANNOTATION_TEST,
+    LABEL_MANAGED,
+    LABEL_NAME,
+    LABEL_RUN_ID,
+    LABEL_SLOT,
+    LABEL_SPEC_HASH,
+    LABEL_WORKER,
+    label_value,
+    slot_label,
+)
+from pytest_vcluster.pausing import is_paused
+from pytest_vcluster.waits import Deadline, wait_until
+
+__all__ = ["HostNamespaces"]
+
+log = logging.getLogger(__name__)
+
+_API_TIMEOUT = 15.0
+
+
+@dataclass
+class HostNamespaces:
+    """Namespace operations on the host for one run and worker."""
+
+    api: client.ApiClient
+    run_id: str
+    worker: str
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        """``CoreV1Api`` on the host."""
+        return client.CoreV1Api(self.api)
+
+    def labels(self, name: str, spec_hash: str, slot: str) -> dict[str, str]:
+        """The labels of a vcluster's namespace (and of every object the plugin makes)."""
+        return {
+            LABEL_MANAGED: "true",
+            LABEL_RUN_ID: label_value(self.run_id),
+            LABEL_WORKER: label_value(self.worker),
+            LABEL_SPEC_HASH: spec_hash,
+            LABEL_SLOT: slot_label(slot),
+            LABEL_NAME: name,
+        }
+
+    def create(self, namespace: str, labels: Mapping[str, str], test: str) -> None:
+        """Make the namespace; fails when it exists (names are unique per run)."""
+        body = client.V1Namespace(
+            metadata=client.V1ObjectMeta(
+                name=namespace, labels=dict(labels), annotations={ANNOTATION_TEST: test}
+            )
+        )
+        try:
+            self.core.create_namespace(body, _request_timeout=_API_TIMEOUT)
+        except ApiException as exc:
+            raise VClusterError(
+                f"cannot create host namespace {namespace}: {exc.status} {exc.reason}"
+            ) from exc
+
+    def record_test(self, namespace: str, test: str) -> None:
+        """Note which test uses the cluster now (a prepared cluster taken by another test)."""
+        patch = {"metadata": {"annotations": {ANNOTATION_TEST: test}}}
+        try:
+            self.core.patch_namespace(namespace, patch, _request_timeout=_API_TIMEOUT)
+        except ApiException as exc:
+            log.info("cannot annotate namespace %s: %s", namespace, exc.reason)
+
+    def claim_paused(self, spec_hash: str, slot: str, test: str) -> tuple[str, str] | None:
+        """Find a paused vcluster of this slot and spec and claim it for this run.
+
+        Returns ``(name, namespace)`` or ``None``. The claim carries the namespace's resource
+        version, so two runs cannot claim the same cluster.
+        """
+        selector = (
+            f"{LABEL_MANAGED}=true,{LABEL_SPEC_HASH}={spec_hash},{LABEL_SLOT}={slot_label(slot)}"
+        )
+        try:
+            namespaces = self.core.list_namespace(
+                label_selector=selector, _request_timeout=_API_TIMEOUT
+            ).items
+        except ApiException as exc:
+            log.warning("cannot look for paused vclusters: %s", exc.reason)
+            return None
+        apps = client.AppsV1Api(self.api)
+        for ns in namespaces:
+            meta = ns.metadata
+            if meta is None or meta.name is None or meta.deletion_timestamp is not None:
+                continue
+            name = (meta.labels or {}).get(LABEL_NAME)
+            if not name:
+                continue
+            try:
+                paused = is_paused(apps, name, meta.name)
+            except ApiException as exc:
+                log.warning("cannot tell whether %s is paused: %s", name, exc.reason)
+                continue
+            if not paused:
+                continue
+            patch = {
+                "metadata": {
+                    "resourceVersion": meta.resource_version,
+                    "labels": {
+                        LABEL_RUN_ID: label_value(self.run_id),
+                        LABEL_WORKER: label_value(self.worker),
+                    },
+                    "annotations": {ANNOTATION_TEST: test},
+                }
+            }
+            try:
+                self.core.patch_namespace(meta.name, patch, _request_timeout=_API_TIMEOUT)
+            except ApiException as exc:
+                log.info("paused vcluster %s taken by someone else: %s", name, exc.reason)
+                continue
+            return name, meta.name
+        return None
+
+    def events(self, namespace: str, limit: int = 3) -> str:
+        """The last warning (else any) events of a namespace, for error messages."""
+        try:
+            events = self.core.list_namespaced_event(namespace, _request_timeout=_API_TIMEOUT).items
+        except ApiException:
+            return ""
+        events = [e for e in events if e.type == "Warning"] or events
+        events.sort(key=lambda e: str(e.last_timestamp or e.event_time or ""))
+        tail = [f"{e.reason}: {e.message}" for e in events[-limit:]]
+        return (" | events: " + " / ".join(tail)) if tail else ""
+
+    def begin_delete(self, namespace: str) -> None:
+        """Ask for the namespace's deletion (everything in it goes with it)."""
+        try:
+            self.core.delete_namespace(namespace, _request_timeout=_API_TIMEOUT)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise VClusterError(
+                    f"cannot delete namespace {namespace}: {exc.status} {exc.reason}"
+                ) from exc
+
+    def wait_gone(self, namespace: str, deadline: Deadline) -> None:
+        """Wait until the namespace no longer exists."""
+
+        def gone() -> tuple[bool, str]:
+            try:
+                ns = self.core.read_namespace(namespace, _request_timeout=_API_TIMEOUT)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return True, "gone"
+                return False, f"{exc.status} {exc.reason}"
+            phase = ns.status.phase if ns.status else "?"
+            return False, f"namespace {namespace} is {phase}" + self.events(namespace)
+
+        wait_until(f"namespace {namespace} to be deleted", gone, deadline)
+
+    def of_run(self) -> Iterator[str]:
+        """Names of namespaces this run and worker labelled (for reports and reapers)."""
+        selector = (
+            f"{LABEL_MANAGED}=true,{LABEL_RUN_ID}={label_value(self.run_id)},"
+            f"{LABEL_WORKER}={label_value(self.worker)}"
+        )
+        for ns in self.core.list_namespace(
+            label_selector=selector, _request_timeout=_API_TIMEOUT
+        ).items:
+            if ns.metadata and ns.metadata.name:
+                yield ns.metadata.name

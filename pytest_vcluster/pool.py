@@ -1,0 +1,204 @@
+"""Lookahead provisioning and background teardown of the clusters of one pytest process.
+
+After collection the plugin knows which tests need a fresh cluster and of which spec. At the
+start of each test, :meth:`ClusterPool.plan` gets the tests this process will run next (under
+xdist: the ones the controller has already handed to this worker) and starts creating
+clusters for the first ``lookahead`` of them that have none yet, at most ``parallel`` at a
+time, in background threads. :meth:`ClusterPool.take` gives a test the cluster made for it:
+ready already, still starting (then it waits), or, when nothing was prepared, one created on
+the spot. Each prepared cluster goes to one test only; clusters nobody took are deleted at
+the end. :meth:`ClusterPool.release` tears a cluster down in the background while the next
+test runs, and :meth:`ClusterPool.close` waits for every teardown and reports failures.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pytest_vcluster.config import TeardownMode
+from pytest_vcluster.errors import VClusterError
+from pytest_vcluster.handle import VCluster
+from pytest_vcluster.lifecycle import TeardownAction
+from pytest_vcluster.spec import VClusterSpec
+
+__all__ = ["ClusterPool", "Manager", "Taken", "Upcoming"]
+
+log = logging.getLogger(__name__)
+
+#: A test this process will run and the spec of the cluster it needs (``None``: none known).
+Upcoming = tuple[str, VClusterSpec | None]
+
+#: After this many failed preparations of one spec, its tests create their own clusters.
+_MAX_FAILED_PREPARATIONS = 2
+
+
+class Manager(Protocol):
+    """What the pool needs from :class:`~pytest_vcluster.lifecycle.VClusterManager`."""
+
+    def create(
+        self, spec: VClusterSpec, *, teardown_on_error: TeardownMode, prepared: bool = False
+    ) -> VCluster: ...
+
+    def finish(self, handle: VCluster, action: TeardownAction) -> None: ...
+
+
+@dataclass
+class _Preparation:
+    nodeid: str
+    spec: VClusterSpec
+    future: concurrent.futures.Future[VCluster]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A cluster handed to a test, and where it came from (``prepared`` or ``created``)."""
+
+    handle: VCluster
+    source: str
+    wait_seconds: float
+
+
+@dataclass
+class ClusterPool:
+    """Prepares clusters ahead of the tests that need them; tears clusters down behind them."""
+
+    manager: Manager
+    upcoming: Callable[[], Sequence[Upcoming]]
+    lookahead: int = 2
+    parallel: int = 1
+    teardown_workers: int = 4
+    _preparations: dict[str, _Preparation] = field(default_factory=dict)
+    _failures: dict[str, int] = field(default_factory=dict)
+    _teardowns: list[concurrent.futures.Future[None]] = field(default_factory=list)
+    # Reentrant: a future that is done already runs its callback (which locks) at once.
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _closed: bool = False
+
+    def __post_init__(self) -> None:
+        self._creators = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, self.parallel), thread_name_prefix="pytest-vcluster-prepare"
+        )
+        self._reapers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, self.teardown_workers), thread_name_prefix="pytest-vcluster-teardown"
+        )
+
+    # -- lookahead ------------------------------------------------------------------------
+
+    def plan(self) -> None:
+        """Start preparing clusters for the next ``lookahead`` tests after the current one.
+
+        The first entry of :attr:`upcoming` is the test about to run: it takes its cluster
+        with :meth:`take`, so only the entries after it are prepared here.
+        """
+        if self.lookahead <= 0 or self._closed:
+            return
+        entries = list(self.upcoming())
+        wanted = [(nodeid, spec) for nodeid, spec in entries[1:] if spec is not None]
+        wanted = wanted[: self.lookahead]
+        with self._lock:
+            expected = {nodeid for nodeid, _ in entries}
+            for nodeid, spec in wanted:
+                if nodeid in self._preparations:
+                    continue
+                if self._failures.get(spec.spec_hash, 0) >= _MAX_FAILED_PREPARATIONS:
+                    continue
+                spare = self._spare_for(spec, expected)
+                if spare is not None:
+                    # A cluster made for a test that will not run here serves this one.
+                    del self._preparations[spare.nodeid]
+                    spare.nodeid = nodeid
+                    self._preparations[nodeid] = spare
+                    continue
+                self._submit(nodeid, spec)
+
+    def _spare_for(self, spec: VClusterSpec, expected: set[str]) -> _Preparation | None:
+        for preparation in self._preparations.values():
+            if preparation.nodeid not in expected and preparation.spec.spec_hash == spec.spec_hash:
+                return preparation
+        return None
+
+    def _submit(self, nodeid: str, spec: VClusterSpec) -> None:
+        def prepare() -> VCluster:
+            return self.manager.create(spec, teardown_on_error=TeardownMode.DELETE, prepared=True)
+
+        future = self._creators.submit(prepare)
+        self._preparations[nodeid] = _Preparation(nodeid, spec, future)
+        future.add_done_callback(lambda done: self._note_failure(spec, done))
+
+    def _note_failure(self, spec: VClusterSpec, done: concurrent.futures.Future[VCluster]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            with self._lock:
+                self._failures[spec.spec_hash] = self._failures.get(spec.spec_hash, 0) + 1
+
+    # -- taking and giving back -----------------------------------------------------------
+
+    def take(self, nodeid: str, spec: VClusterSpec, teardown_on_error: TeardownMode) -> Taken:
+        """The cluster for this test: prepared for it, a matching spare, or a new one."""
+        started = time.monotonic()
+        with self._lock:
+            preparation = self._preparations.get(nodeid)
+            if preparation is None or preparation.spec.spec_hash != spec.spec_hash:
+                expected = {entry for entry, _ in self.upcoming()} - {nodeid}
+                preparation = self._spare_for(spec, expected)
+            if preparation is not None:
+                del self._preparations[preparation.nodeid]
+        if preparation is not None and not preparation.future.cancel():
+            try:
+                handle = preparation.future.result()
+            except VClusterError as exc:
+                raise VClusterError(
+                    f"the vcluster prepared ahead for this test failed: {exc}"
+                ) from exc
+            return Taken(handle, "prepared", time.monotonic() - started)
+        try:
+            handle = self.manager.create(spec, teardown_on_error=teardown_on_error)
+        except Exception:
+            with self._lock:
+                self._failures[spec.spec_hash] = self._failures.get(spec.spec_hash, 0) + 1
+            raise
+        return Taken(handle, "resumed" if handle.reused else "created", time.monotonic() - started)
+
+    def release(self, handle: VCluster, action: TeardownAction) -> None:
+        """Tear ``handle`` down in the background (synchronously once closed)."""
+        with self._lock:
+            if not self._closed:
+                self._teardowns.append(self._reapers.submit(self.manager.finish, handle, action))
+                return
+        self.manager.finish(handle, action)
+
+    def close(self) -> None:
+        """Delete the clusters nobody took and wait for every teardown to end."""
+        with self._lock:
+            self._closed = True
+            preparations = list(self._preparations.values())
+            self._preparations.clear()
+        # Cancel everything not started first, or the executor starts it once a slot frees.
+        started = [p for p in preparations if not p.future.cancel()]
+        for preparation in started:
+            try:
+                handle = preparation.future.result()
+            except Exception as exc:  # noqa: BLE001 - nobody waits for this cluster any more
+                log.info("a cluster prepared for %s failed: %s", preparation.nodeid, exc)
+                continue
+            self._teardowns.append(
+                self._reapers.submit(self.manager.finish, handle, TeardownAction.DELETE)
+            )
+        self._creators.shutdown(wait=True)
+        for teardown in self._teardowns:
+            try:
+                teardown.result()
+            except Exception as exc:  # noqa: BLE001 - finish records its own errors
+                log.warning("a background teardown failed: %s", exc)
+        self._reapers.shutdown(wait=True)
+
+    @property
+    def pending(self) -> int:
+        """Clusters prepared (or being prepared) and not taken yet."""
+        with self._lock:
+            return len(self._preparations)

@@ -1,0 +1,260 @@
+"""Readiness of a vcluster as a chain of probes, each a named phase with its own timing.
+
+A :class:`Probe` is one observable step (the control-plane pod scheduled, its init container
+done, the kubeconfig secret written, the virtual API's ``/readyz``, the ``default``
+ServiceAccount, CoreDNS Ready). :func:`wait_for` runs a chain against one deadline and
+records when each phase completed in a :class:`PhaseTimer`. The probes look at the things
+themselves, polled every quarter second, rather than at probe-gated pod conditions.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from pytest_vcluster.errors import StartFailedError
+from pytest_vcluster.waits import Deadline, wait_until
+
+__all__ = [
+    "COREDNS_SELECTOR",
+    "TERMINAL_REASONS",
+    "PhaseTimer",
+    "Probe",
+    "coredns_ready",
+    "describe_pods",
+    "kubeconfig_secret",
+    "pod_initialized",
+    "pod_scheduled",
+    "readyz",
+    "service_account",
+    "wait_for",
+]
+
+_API_TIMEOUT = 15.0
+# vcluster labels its CoreDNS "vcluster-kube-dns"; plain clusters use "kube-dns".
+COREDNS_SELECTOR = "k8s-app in (vcluster-kube-dns,kube-dns)"
+#: Waiting reasons a pod does not leave without someone changing it.
+TERMINAL_REASONS = frozenset(
+    {"ErrImageNeverPull", "InvalidImageName", "ImagePullBackOff", "CreateContainerConfigError"}
+)
+#: A container restarting this often while still failing is crashing, not starting slowly.
+_CRASH_RESTARTS = 3
+
+
+@dataclass
+class PhaseTimer:
+    """Seconds from the start of an operation at which each phase completed."""
+
+    clock: Callable[[], float] = time.monotonic
+    started: float = field(init=False)
+    phases: list[tuple[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def mark(self, phase: str) -> float:
+        """Record that ``phase`` completed now; return the seconds since the start."""
+        elapsed = round(self.clock() - self.started, 3)
+        self.phases.append((phase, elapsed))
+        return elapsed
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the start."""
+        return self.clock() - self.started
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One step of readiness: ``check`` says whether it holds and what it saw."""
+
+    phase: str
+    awaited: str
+    check: Callable[[], tuple[bool, str]]
+    interval: float = 0.25
+
+
+def wait_for(
+    probes: Sequence[Probe],
+    deadline: Deadline,
+    timer: PhaseTimer,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Wait for each probe in turn; raise on the first that misses the deadline."""
+    for probe in probes:
+        wait_until(probe.awaited, probe.check, deadline, interval=probe.interval, sleep=sleep)
+        timer.mark(probe.phase)
+
+
+def _pod_ready(pod: client.V1Pod) -> bool:
+    conditions = pod.status.conditions if pod.status else None
+    return any(c.type == "Ready" and c.status == "True" for c in conditions or [])
+
+
+def _condition(pod: client.V1Pod, kind: str) -> bool:
+    conditions = pod.status.conditions if pod.status else None
+    return any(c.type == kind and c.status == "True" for c in conditions or [])
+
+
+def describe_pods(pods: Sequence[client.V1Pod]) -> str:
+    """A one-line summary of pods: phase, readiness, waiting/terminated reasons."""
+    if not pods:
+        return "no pod yet"
+    parts = []
+    for pod in pods:
+        name = pod.metadata.name if pod.metadata else "?"
+        status = pod.status
+        phase = status.phase if status else "?"
+        reasons = []
+        statuses = (
+            (status.container_statuses or []) + (status.init_container_statuses or [])
+            if status
+            else []
+        )
+        for cs in statuses:
+            state = cs.state
+            if state and state.waiting and state.waiting.reason:
+                reasons.append(f"{cs.name}:{state.waiting.reason}")
+            elif state and state.terminated and state.terminated.reason not in (None, "Completed"):
+                reasons.append(f"{cs.name}:{state.terminated.reason}")
+        ready = "ready" if _pod_ready(pod) else "not ready"
+        extra = f" ({', '.join(reasons)})" if reasons else ""
+        parts.append(f"{name} {phase} {ready}{extra}")
+    return "; ".join(parts)
+
+
+def raise_if_stuck(pods: Sequence[client.V1Pod], what: str) -> None:
+    """Raise :class:`StartFailedError` when a pod is in a state it will not leave alone."""
+    for pod in pods:
+        status = pod.status
+        if status is None:
+            continue
+        statuses = (status.init_container_statuses or []) + (status.container_statuses or [])
+        for cs in statuses:
+            waiting = cs.state.waiting if cs.state else None
+            if waiting is None or not waiting.reason:
+                continue
+            crashing = waiting.reason == "CrashLoopBackOff" and cs.restart_count >= _CRASH_RESTARTS
+            if waiting.reason in TERMINAL_REASONS or crashing:
+                name = pod.metadata.name if pod.metadata else "?"
+                raise StartFailedError(
+                    f"{what}: pod {name} container {cs.name} is {waiting.reason}: "
+                    f"{(waiting.message or '').strip()[:300]}"
+                )
+
+
+def _live_pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[client.V1Pod]:
+    pods = core.list_namespaced_pod(
+        namespace, label_selector=selector, _request_timeout=_API_TIMEOUT
+    ).items
+    return [p for p in pods if not (p.metadata and p.metadata.deletion_timestamp)]
+
+
+def pod_scheduled(core: client.CoreV1Api, namespace: str, selector: str) -> Probe:
+    """The control-plane pod exists and is bound to a node."""
+
+    def check() -> tuple[bool, str]:
+        pods = _live_pods(core, namespace, selector)
+        raise_if_stuck(pods, f"control plane in namespace {namespace}")
+        return any(_condition(p, "PodScheduled") for p in pods), describe_pods(pods)
+
+    return Probe("scheduled", f"control-plane pod ({selector}) scheduled in {namespace}", check)
+
+
+def pod_initialized(core: client.CoreV1Api, namespace: str, selector: str) -> Probe:
+    """The control-plane pod's init containers (the binaries copy) have finished."""
+
+    def check() -> tuple[bool, str]:
+        pods = _live_pods(core, namespace, selector)
+        raise_if_stuck(pods, f"control plane in namespace {namespace}")
+        return any(_condition(p, "Initialized") for p in pods), describe_pods(pods)
+
+    return Probe("initialized", f"control-plane pod ({selector}) initialized in {namespace}", check)
+
+
+def kubeconfig_secret(
+    core: client.CoreV1Api, namespace: str, name: str, found: dict[str, str], selector: str
+) -> Probe:
+    """Secret ``vc-NAME`` holds the kubeconfig (the syncer writes it after its certificates)."""
+
+    def check() -> tuple[bool, str]:
+        try:
+            secret = core.read_namespaced_secret(
+                f"vc-{name}", namespace, _request_timeout=_API_TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                return False, f"secret vc-{name}: {exc.status} {exc.reason}"
+            pods = _live_pods(core, namespace, selector)
+            raise_if_stuck(pods, f"control plane in namespace {namespace}")
+            return False, f"secret vc-{name} not written yet; pods: {describe_pods(pods)}"
+        data = secret.data or {}
+        if "config" not in data:
+            return False, f"secret vc-{name} has no key 'config' (keys: {sorted(data)})"
+        found["config"] = base64.b64decode(data["config"]).decode()
+        return True, "found"
+
+    return Probe("kubeconfig", f"kubeconfig secret vc-{name} in namespace {namespace}", check)
+
+
+def readyz(api: client.ApiClient) -> Probe:
+    """The virtual API server answers ``/readyz`` with ``ok``."""
+
+    def check() -> tuple[bool, str]:
+        cfg = api.configuration
+        # Client certificates are in the pool already; add header credentials if any.
+        headers = {
+            str(auth["key"]): str(auth["value"])
+            for auth in cfg.auth_settings().values()
+            if auth.get("in") == "header" and auth.get("value")
+        }
+        response = api.rest_client.pool_manager.request(
+            "GET",
+            f"{cfg.host}/readyz",
+            headers=headers,
+            timeout=urllib3.Timeout(total=_API_TIMEOUT),
+            retries=False,
+        )
+        body = response.data.decode(errors="replace").strip()
+        return response.status == 200 and body == "ok", f"HTTP {response.status} {body[:200]}"
+
+    return Probe("readyz", "virtual API /readyz to answer ok", check)
+
+
+def service_account(api: client.ApiClient) -> Probe:
+    """ServiceAccount ``default/default`` exists (pods can be created)."""
+    core = client.CoreV1Api(api)
+
+    def check() -> tuple[bool, str]:
+        try:
+            core.read_namespaced_service_account(
+                "default", "default", _request_timeout=_API_TIMEOUT
+            )
+        except ApiException as exc:
+            return False, f"{exc.status} {exc.reason}"
+        return True, "present"
+
+    return Probe("service-account", "ServiceAccount default/default in the virtual cluster", check)
+
+
+def coredns_ready(api: client.ApiClient) -> Probe:
+    """A CoreDNS pod of the virtual cluster is Ready (its Service has an endpoint)."""
+    core = client.CoreV1Api(api)
+
+    def check() -> tuple[bool, str]:
+        pods = core.list_namespaced_pod(
+            "kube-system", label_selector=COREDNS_SELECTOR, _request_timeout=_API_TIMEOUT
+        ).items
+        raise_if_stuck(pods, "CoreDNS in the virtual cluster")
+        return any(_pod_ready(p) for p in pods), describe_pods(list(pods))
+
+    return Probe(
+        "coredns", f"CoreDNS (kube-system, {COREDNS_SELECTOR}) Ready in the virtual cluster", check
+    )

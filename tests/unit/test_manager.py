@@ -1,0 +1,282 @@
+"""VClusterManager's flow (namespace, objects, connect, teardown) and the CLI driver's calls.
+
+The Kubernetes API side is stubbed; what is checked is the order of steps, what happens when
+a step fails, the records kept, and the CLI driver's command lines, files and environment
+(a fake ``vcluster`` executable).
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import FakeTool
+
+from pytest_vcluster import lifecycle, pausing
+from pytest_vcluster.config import Settings, TeardownMode
+from pytest_vcluster.drivers import CliDriver
+from pytest_vcluster.errors import CommandError, VClusterError
+from pytest_vcluster.handle import VCluster
+from pytest_vcluster.host import HostInfo
+from pytest_vcluster.lifecycle import TeardownAction, VClusterManager
+from pytest_vcluster.namespaces import HostNamespaces
+from pytest_vcluster.runner import CommandRunner
+from pytest_vcluster.spec import VClusterSpec, make_spec
+from pytest_vcluster.versions import KubeVersion
+from pytest_vcluster.waits import Deadline
+
+FAKE_VCLUSTER = """
+log = os.environ["FAKE_VCLUSTER_LOG"]
+with open(log, "a") as f:
+    f.write(json.dumps({
+        "argv": sys.argv[1:],
+        "kubeconfig": os.environ.get("KUBECONFIG"),
+        "skip": os.environ.get("VCLUSTER_SKIP_VERSION_CHECK"),
+        "path0": os.environ["PATH"].split(os.pathsep)[0],
+        "extra": os.environ.get("EXTRA"),
+    }) + "\\n")
+if sys.argv[1] in os.environ.get("FAKE_VCLUSTER_FAIL", "").split(","):
+    print("fatal: helm install failed: chart not found", file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+class FakeDriver:
+    def __init__(self, done: list[str], fail: bool = False) -> None:
+        self.done = done
+        self.fail = fail
+
+    def create_objects(
+        self,
+        name: str,
+        namespace: str,
+        spec: VClusterSpec,
+        *,
+        labels: Mapping[str, str],
+        directory: Path,
+        deadline: Deadline,
+    ) -> None:
+        self.done.append(f"objects {name}")
+        if self.fail:
+            raise VClusterError("cannot create StatefulSet: 422 Invalid")
+
+    def delete_objects(self, name: str, namespace: str, deadline: Deadline) -> None:
+        self.done.append(f"delete objects {name}")
+
+
+def spec(settings: Settings, persistent: bool = True) -> VClusterSpec:
+    return make_spec(
+        settings,
+        slot="test:t.py::test_a:0",
+        test="t.py::test_a",
+        label="test_a",
+        version=KubeVersion(1, 33),
+        persistent=persistent,
+    )
+
+
+@pytest.fixture
+def done() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, done: list[str]) -> VClusterManager:
+    settings = Settings(ready_timeout=30, delete_timeout=30)
+    host = HostInfo("kind", "t", tmp_path / "host.kubeconfig", "kind-t", True)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    manager = VClusterManager(
+        settings, host, run_id="run1", worker="gw0", workdir=workdir, driver=FakeDriver(done)
+    )
+    monkeypatch.setattr(VClusterManager, "host_api", property(lambda self: object()))
+    monkeypatch.setattr(HostNamespaces, "claim_paused", lambda self, *args: None)
+    monkeypatch.setattr(
+        HostNamespaces, "create", lambda self, ns, labels, test: done.append(f"namespace {ns}")
+    )
+    monkeypatch.setattr(
+        HostNamespaces, "begin_delete", lambda self, ns: done.append(f"delete namespace {ns}")
+    )
+    monkeypatch.setattr(HostNamespaces, "wait_gone", lambda self, ns, deadline: None)
+    monkeypatch.setattr(pausing, "pause", lambda api, name, ns: done.append(f"pause {name}"))
+
+    def connect(
+        name: str, namespace: str, spec: VClusterSpec, deadline: object, timer: object, *,
+        reused: bool,
+    ) -> VCluster:  # fmt: skip
+        done.append(f"connect {name}")
+        manager._connections[name] = lifecycle.Connection(  # as the real one does
+            lambda: None,  # type: ignore[arg-type,return-value]
+            namespace,
+            "app=vcluster",
+            manager.workdir,
+        )
+        return VCluster(
+            name, namespace, "v1.33.4", spec.version, Path("/dev/null"), None,  # type: ignore[arg-type]
+            spec.spec_hash, persistent=spec.persistent,
+        )  # fmt: skip
+
+    monkeypatch.setattr(manager, "_connect", connect)
+    monkeypatch.setattr(lifecycle.Connection, "close", lambda self: None)
+    return manager
+
+
+def test_create_makes_namespace_then_objects_then_connects(
+    manager: VClusterManager, done: list[str]
+) -> None:
+    handle = manager.create(spec(manager.settings), teardown_on_error=TeardownMode.DELETE)
+    assert done == [
+        f"namespace {handle.namespace}",
+        f"objects {handle.name}",
+        f"connect {handle.name}",
+    ]
+    assert manager.stats.counts["created"] == 1
+    [record] = manager.stats.clusters
+    assert record["name"] == handle.name
+    assert record["event"] == "created"
+    assert [phase for phase, _ in record["phases"]] == ["objects"]
+    assert handle.ready_seconds >= 0
+
+
+@pytest.mark.parametrize(
+    ("mode", "deleted"),
+    [(TeardownMode.DELETE, True), (TeardownMode.KEEP_ON_FAILURE, False)],
+)
+def test_failed_create_is_deleted_or_kept(
+    manager: VClusterManager, done: list[str], mode: TeardownMode, deleted: bool
+) -> None:
+    manager.driver = FakeDriver(done, fail=True)
+    with pytest.raises(VClusterError, match="422 Invalid"):
+        manager.create(spec(manager.settings), teardown_on_error=mode)
+    assert any(step.startswith("delete namespace pv-test-a-") for step in done) is deleted
+    assert manager.stats.counts["failed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "last", "event"),
+    [
+        (TeardownAction.DELETE, "delete namespace", "deleted"),
+        (TeardownAction.PAUSE, "pause", "paused"),
+        (TeardownAction.KEEP, "connect", "kept"),
+    ],
+)
+def test_finish(
+    manager: VClusterManager, done: list[str], action: TeardownAction, last: str, event: str
+) -> None:
+    handle = manager.create(spec(manager.settings), teardown_on_error=TeardownMode.DELETE)
+    manager.finish(handle, action)
+    manager.finish(handle, action)  # a second teardown does nothing
+    assert done[-1].startswith(last)
+    assert manager.stats.counts[event] == 1
+    assert [entry["action"] for entry in manager.stats.teardowns] == [action.value]
+    assert not manager._connections  # nothing is kept for a finished cluster
+
+
+def test_failing_teardown_is_recorded_not_raised(
+    manager: VClusterManager, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    handle = manager.create(spec(manager.settings), teardown_on_error=TeardownMode.DELETE)
+
+    def broken(api: object, name: str, namespace: str) -> None:
+        raise OSError("connection reset by peer")  # not a VClusterError: still contained
+
+    monkeypatch.setattr(pausing, "pause", broken)
+    manager.finish(handle, TeardownAction.PAUSE)
+    assert "teardown (pause) of vcluster" in caplog.text
+    assert manager.stats.counts["paused"] == 0
+    [entry] = manager.stats.teardowns
+    assert entry["error"] == "OSError: connection reset by peer"
+
+
+def test_an_ephemeral_cluster_refuses_to_pause(manager: VClusterManager) -> None:
+    handle = manager.create(
+        spec(manager.settings, persistent=False), teardown_on_error=TeardownMode.DELETE
+    )
+    with pytest.raises(VClusterError, match="persistent=True"):
+        manager.pause(handle)
+
+
+# -- the CLI driver ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(fake_tool: FakeTool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliDriver:
+    vcluster = fake_tool("vcluster", FAKE_VCLUSTER)
+    helm_dir = tmp_path / "helm-bin"
+    helm_dir.mkdir()
+    helm = helm_dir / "helm"
+    helm.write_text("#!/bin/sh\n")
+    helm.chmod(helm.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("FAKE_VCLUSTER_LOG", str(tmp_path / "calls.jsonl"))
+    chart = tmp_path / "chart"
+    chart.mkdir()
+    settings = Settings(vcluster_binary=str(vcluster), helm_binary=str(helm), local_chart_dir=chart)
+    host = HostInfo("kind", "t", tmp_path / "host.kubeconfig", "kind-t", True)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    # An injected runner keeps its own environment and still gets the host's kubeconfig.
+    return CliDriver(settings, host, workdir, CommandRunner(env={"EXTRA": "kept"}))
+
+
+def calls(tmp_path: Path) -> list[dict[str, object]]:
+    path = tmp_path / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_cli_create_uses_helm_driver_private_files_and_the_host(
+    cli: CliDriver, tmp_path: Path
+) -> None:
+    directory = tmp_path / "work" / "vc"
+    cli.create_objects(
+        "vc", "ns", spec(cli.settings), labels={}, directory=directory, deadline=Deadline(30)
+    )
+    [call] = calls(tmp_path)
+    argv = call["argv"]
+    assert isinstance(argv, list)
+    assert argv[:2] == ["create", "vc"]
+    for flag in ("--connect=false", "--create-namespace=false", "--add=false"):
+        assert flag in argv
+    assert argv[argv.index("--driver") + 1] == "helm"
+    assert argv[argv.index("--namespace") + 1] == "ns"
+    assert argv[argv.index("--context") + 1] == "kind-t"
+    assert argv[argv.index("--local-chart-dir") + 1] == str(tmp_path / "chart")
+    values = yaml.safe_load(Path(argv[argv.index("-f") + 1]).read_text())
+    assert values["telemetry"] == {"enabled": False}
+    assert values["controlPlane"]["distro"]["k8s"]["image"]["tag"] == "v1.33.4"
+    cli_config = Path(argv[argv.index("--config") + 1])
+    assert json.loads(cli_config.read_text())["telemetryDisabled"] is True
+    assert stat.S_IMODE(cli_config.stat().st_mode) == 0o600
+    assert call["kubeconfig"] == str(tmp_path / "host.kubeconfig")
+    assert call["skip"] == "true"
+    assert call["extra"] == "kept"
+    assert call["path0"] == str(tmp_path / "helm-bin")  # the CLI finds our helm first
+
+
+def test_cli_create_failure_carries_stderr(
+    cli: CliDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_VCLUSTER_FAIL", "create")
+    with pytest.raises(CommandError, match="chart not found") as info:
+        cli.create_objects(
+            "vc", "ns", spec(cli.settings), labels={}, directory=tmp_path, deadline=Deadline(30)
+        )
+    assert info.value.exit_code == 1
+
+
+def test_cli_delete_failure_is_logged_and_the_namespace_still_goes(
+    cli: CliDriver,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("FAKE_VCLUSTER_FAIL", "delete")
+    cli.delete_objects("vc", "ns", Deadline(30))
+    argv = calls(tmp_path)[-1]["argv"]
+    assert isinstance(argv, list)
+    assert "--ignore-not-found" in argv
+    assert "--auto-delete-namespace=false" in argv
+    assert "deleting its namespace" in caplog.text
