@@ -220,7 +220,8 @@ def test_keep_on_failure_keeps_only_the_failing_tests_vcluster(scenario: Scenari
             record(test="fails", name=vcluster.name, namespace=vcluster.namespace)
             assert False, "deliberate failure"
     """)
-    result = scenario.run("--vcluster-teardown=keep-on-failure")
+    # Created the way a user of the CLI would: `vcluster create` stays supported.
+    result = scenario.run("--vcluster-teardown=keep-on-failure", "--vcluster-create-with=cli")
     assert_outcomes(result, passed=1, failed=1)
     facts = {f["test"]: f for f in scenario.facts()}
     kept = facts["fails"]["namespace"]
@@ -276,3 +277,56 @@ def test_xdist_workers_share_one_host_created_once(scenario: Scenario, stack: St
     result.stdout.fnmatch_lines(
         [f"kind host '{host}': created by gw? in *s, deleted at the end", "*vclusters: created 2*"]
     )
+
+
+LOOKAHEAD_SUITE = """
+    import time
+
+    import pytest
+    from kubernetes import client
+
+    @pytest.mark.parametrize("i", range({count}))
+    def test_work(vcluster, i):
+        core = client.CoreV1Api(vcluster.api_client)
+        core.create_namespaced_config_map("default", client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="work"), data={{"i": str(i)}}))
+        assert core.read_namespaced_config_map("work", "default").data == {{"i": str(i)}}
+        # About as long as a small real test; the next test's cluster starts meanwhile.
+        time.sleep({work})
+        record(name=vcluster.name, namespace=vcluster.namespace)
+"""
+
+
+def records_of(scenario: Scenario, path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def test_lookahead_hands_each_test_a_ready_cluster_and_leaves_none(scenario: Scenario) -> None:
+    scenario.write(LOOKAHEAD_SUITE.format(count=4, work=12))
+    records = scenario.pytester.path / "records.json"
+    result = scenario.run(f"--vcluster-records={records}")
+    assert_outcomes(result, passed=4)
+    data = records_of(scenario, records)
+    waits = sorted(setup["wait_seconds"] for setup in data["setups"])
+    print("setup waits:", waits, "clusters:", [c["ready_seconds"] for c in data["clusters"]])
+    assert [setup["source"] for setup in data["setups"]].count("prepared") >= 3
+    assert waits[len(waits) // 2] < 1.0  # the median test found its cluster ready
+    assert len(data["clusters"]) == 4  # no cluster made for nobody
+    assert not [t for t in data["teardowns"] if t["error"]]
+    assert scenario.namespaces_gone([c["namespace"] for c in data["clusters"]], timeout=60)
+    phases = [phase for phase, _ in data["clusters"][0]["phases"]]
+    assert phases == [
+        "objects", "scheduled", "initialized", "kubeconfig", "readyz", "service-account", "coredns"
+    ]  # fmt: skip
+
+
+def test_lookahead_under_xdist_makes_at_most_one_spare_per_worker(scenario: Scenario) -> None:
+    scenario.write(LOOKAHEAD_SUITE.format(count=4, work=4))
+    records = scenario.pytester.path / "records.json"
+    result = scenario.run("-n", "2", f"--vcluster-records={records}")
+    assert_outcomes(result, passed=4)
+    data = records_of(scenario, records)
+    assert {setup["worker"] for setup in data["setups"]} == {"gw0", "gw1"}
+    assert len(data["clusters"]) <= 4 + 2
+    assert scenario.namespaces_gone([c["namespace"] for c in data["clusters"]], timeout=60)
