@@ -37,6 +37,7 @@ __all__ = [
 Kind = Literal[
     "str",
     "bool",
+    "on-off",
     "path",
     "paths",
     "output",
@@ -223,7 +224,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "fast-start",
         "Chart values that make a control plane start faster (probe periods, init CPU, no "
         "leader election; your values override each); false uses the chart's own.",
-        kind="bool",
+        # A value is required: a default-on setting must be switchable off on the command line.
+        kind="on-off",
         default="true",
         metavar="BOOL",
     ),
@@ -446,6 +448,7 @@ _PARSERS: Mapping[str, Callable[[str, _Raw], object]] = {
     "count": lambda text, raw: _parse_count(text, raw.where),
     "create-with": lambda text, raw: _parse_create_with(text, raw.where),
     "bool": lambda text, raw: _parse_bool(text, raw.where),
+    "on-off": lambda text, raw: _parse_bool(text, raw.where),
     "path": lambda text, raw: _path(raw, text, must_exist=True),
     "seconds": lambda text, raw: _parse_seconds(text, raw.where),
     "teardown": lambda text, raw: parse_teardown(text, option=raw.where),

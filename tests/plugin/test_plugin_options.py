@@ -122,3 +122,38 @@ def test_keep_host_flag_does_not_swallow_a_path(pytester: pytest.Pytester) -> No
     )
     result = pytester.runpytest("--vcluster-keep-host", "test_keep.py")
     result.assert_outcomes(passed=1)
+
+
+def test_speed_settings_are_taken_from_the_command_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_settings(vcluster_settings):
+            assert vcluster_settings.fast_start is False
+            assert vcluster_settings.lookahead == 0
+            assert vcluster_settings.parallel_creates == 3
+            assert vcluster_settings.create_with.value == "cli"
+        """
+    )
+    result = pytester.runpytest(
+        "--vcluster-fast-start=false",
+        "--vcluster-lookahead=0",
+        "--vcluster-parallel-creates=3",
+        "--vcluster-create-with=cli",
+    )
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--vcluster-lookahead=-1", "--vcluster-lookahead: '-1' must be 0 or more"),
+        ("--vcluster-parallel-creates=0", "--vcluster-parallel-creates: must be 1 or more"),
+        ("--vcluster-create-with=kubectl", "'kubectl' is not a way to create (allowed: api, cli)"),
+    ],
+)
+def test_bad_speed_settings_are_usage_errors(
+    pytester: pytest.Pytester, option: str, message: str
+) -> None:
+    result = pytester.runpytest(option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()

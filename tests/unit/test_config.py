@@ -219,3 +219,10 @@ def test_describe(tmp_path: Path) -> None:
         "teardown=pause, versions=1.33,1.34, create_with=api, lookahead=2, parallel_creates="
     )
     assert describe(settings).endswith("fast_start=True")
+
+
+def test_fast_start_can_be_switched_off_from_the_command_line(tmp_path: Path) -> None:
+    assert resolve(tmp_path).fast_start is True
+    assert resolve(tmp_path, cli={"vcluster_fast_start": "false"}).fast_start is False
+    with pytest.raises(ConfigError, match="--vcluster-fast-start: 'maybe' is not a boolean"):
+        resolve(tmp_path, cli={"vcluster_fast_start": "maybe"})
