@@ -279,7 +279,7 @@ class VClusterManager:
                 pod_initialized(core, handle.namespace, selector),
                 readyz(handle.api_client),
                 service_account(handle.api_client),
-                coredns_ready(handle.api_client),
+                coredns_ready(handle.api_client, core, handle.namespace, handle.name),
             ],
             deadline,
             timer,
@@ -341,7 +341,11 @@ class VClusterManager:
         connection.open(found["config"])
         api = connection.api_client
         try:
-            wait_for([readyz(api), service_account(api), coredns_ready(api)], deadline, timer)
+            wait_for(
+                [readyz(api), service_account(api), coredns_ready(api, core, namespace, name)],
+                deadline,
+                timer,
+            )
             version = client.VersionApi(api).get_code(_request_timeout=_API_TIMEOUT)
         except WaitTimeoutError as exc:
             forward_error = connection.forward_error()

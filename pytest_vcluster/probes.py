@@ -244,16 +244,30 @@ def service_account(api: client.ApiClient) -> Probe:
     return Probe("service-account", "ServiceAccount default/default in the virtual cluster", check)
 
 
-def coredns_ready(api: client.ApiClient) -> Probe:
-    """A CoreDNS pod of the virtual cluster is Ready (its Service has an endpoint)."""
+def coredns_ready(
+    api: client.ApiClient, host: client.CoreV1Api, namespace: str, name: str
+) -> Probe:
+    """CoreDNS is Ready both in the virtual cluster and as the pod synced to the host.
+
+    The host pod is the one that serves: after a resume the virtual pod still reads Ready from
+    before the pause while its host pod is only being recreated.
+    """
     core = client.CoreV1Api(api)
+    host_selector = (
+        f"vcluster.loft.sh/managed-by={name},vcluster.loft.sh/namespace=kube-system,"
+        f"{COREDNS_SELECTOR}"
+    )
 
     def check() -> tuple[bool, str]:
         pods = core.list_namespaced_pod(
             "kube-system", label_selector=COREDNS_SELECTOR, _request_timeout=_API_TIMEOUT
         ).items
         raise_if_stuck(pods, "CoreDNS in the virtual cluster")
-        return any(_pod_ready(p) for p in pods), describe_pods(list(pods))
+        if not any(_pod_ready(p) for p in pods):
+            return False, "virtual: " + describe_pods(list(pods))
+        synced = _live_pods(host, namespace, host_selector)
+        raise_if_stuck(synced, f"CoreDNS synced to namespace {namespace}")
+        return any(_pod_ready(p) for p in synced), "on the host: " + describe_pods(synced)
 
     return Probe(
         "coredns", f"CoreDNS (kube-system, {COREDNS_SELECTOR}) Ready in the virtual cluster", check

@@ -60,6 +60,7 @@ class FakeAPI(http.server.BaseHTTPRequestHandler):
     state: ClassVar[dict[str, int]] = {}
     missing_sa_answers = 2
     coredns_ready = True
+    host_coredns_ready = True
 
     def do_GET(self) -> None:
         path = self.path.split("?")[0].rstrip("/")
@@ -75,6 +76,9 @@ class FakeAPI(http.server.BaseHTTPRequestHandler):
                 self.reply(200, json.dumps({"metadata": {"name": "default"}}))
         elif path == "/api/v1/namespaces/kube-system/pods":
             self.reply(200, json.dumps(coredns_pods(self.coredns_ready)))
+        elif path == "/api/v1/namespaces/host-ns/pods":
+            # The same stand-in answers as the host: CoreDNS as synced there.
+            self.reply(200, json.dumps(coredns_pods(self.host_coredns_ready)))
         else:
             self.reply(404, "{}")
 
@@ -110,6 +114,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def server(certificate: tuple[Path, Path]) -> Iterator[int]:
     FakeAPI.state = {}
     FakeAPI.coredns_ready = True
+    FakeAPI.host_coredns_ready = True
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeAPI)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*certificate)
@@ -146,7 +151,8 @@ users: [{{name: vc, user: {{token: secret}}}}]
 
 def wait_inside(api: client.ApiClient, deadline: Deadline) -> PhaseTimer:
     timer = PhaseTimer()
-    probes = [readyz(api), service_account(api), coredns_ready(api)]
+    host = client.CoreV1Api(api)
+    probes = [readyz(api), service_account(api), coredns_ready(api, host, "host-ns", "vc")]
     wait_for(probes, deadline, timer, sleep=lambda _: None)
     return timer
 
@@ -172,7 +178,7 @@ def test_coredns_not_ready_times_out_saying_what_it_saw(
     ):
         wait_inside(api, Deadline(0.5))
     assert "CoreDNS" in info.value.awaited
-    assert info.value.last_seen == "coredns-1 Running not ready"
+    assert info.value.last_seen == "virtual: coredns-1 Running not ready"
 
 
 def test_certificate_is_verified_against_the_tls_server_name(
@@ -185,3 +191,15 @@ def test_certificate_is_verified_against_the_tls_server_name(
         ),
     ):
         wait_inside(api, Deadline(0.5))
+
+
+def test_coredns_stale_after_resume_is_not_ready_until_its_host_pod_is(
+    tmp_path: Path, certificate: tuple[Path, Path], server: int
+) -> None:
+    FakeAPI.host_coredns_ready = False  # the virtual pod still says Ready from before the pause
+    with (
+        api_client(tmp_path, certificate, server, "localhost") as api,
+        pytest.raises(WaitTimeoutError) as info,
+    ):
+        wait_inside(api, Deadline(0.5))
+    assert info.value.last_seen == "on the host: coredns-1 Running not ready"
