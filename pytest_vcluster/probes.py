@@ -31,6 +31,7 @@ __all__ = [
     "kubeconfig_secret",
     "pod_initialized",
     "pod_scheduled",
+    "raise_if_stuck",
     "readyz",
     "service_account",
     "wait_for",
@@ -45,6 +46,8 @@ TERMINAL_REASONS = frozenset(
 )
 #: A container restarting this often while still failing is crashing, not starting slowly.
 _CRASH_RESTARTS = 3
+#: Seconds a pod may stay unschedulable: a teardown running in the background may free room.
+UNSCHEDULABLE_GRACE = 60.0
 
 
 @dataclass
@@ -157,13 +160,50 @@ def _live_pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[cl
     return [p for p in pods if not (p.metadata and p.metadata.deletion_timestamp)]
 
 
-def pod_scheduled(core: client.CoreV1Api, namespace: str, selector: str) -> Probe:
-    """The control-plane pod exists and is bound to a node."""
+def _unschedulable(pods: Sequence[client.V1Pod]) -> str | None:
+    """The scheduler's message when every pod is unschedulable, else ``None``."""
+    messages = []
+    for pod in pods:
+        conditions = pod.status.conditions if pod.status else None
+        found = [
+            c
+            for c in conditions or []
+            if c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable"
+        ]
+        if not found:
+            return None
+        messages.append(found[0].message or "Unschedulable")
+    return "; ".join(messages) if messages else None
+
+
+def pod_scheduled(
+    core: client.CoreV1Api,
+    namespace: str,
+    selector: str,
+    *,
+    grace: float = UNSCHEDULABLE_GRACE,
+    clock: Callable[[], float] = time.monotonic,
+) -> Probe:
+    """The control-plane pod exists and is bound to a node; fails when it stays unschedulable."""
+    since: list[float] = []
 
     def check() -> tuple[bool, str]:
         pods = _live_pods(core, namespace, selector)
         raise_if_stuck(pods, f"control plane in namespace {namespace}")
-        return any(_condition(p, "PodScheduled") for p in pods), describe_pods(pods)
+        if any(_condition(p, "PodScheduled") for p in pods):
+            return True, describe_pods(pods)
+        reason = _unschedulable(pods)
+        if reason is None:
+            since.clear()
+        elif not since:
+            since.append(clock())
+        elif clock() - since[0] > grace:
+            raise StartFailedError(
+                f"the control plane in namespace {namespace} cannot be scheduled on the host "
+                f"for {grace:g}s: {reason}. Free room on the host (fewer clusters at once: "
+                "--vcluster-lookahead, -n) or lower the chart's resource requests."
+            )
+        return False, describe_pods(pods) + (f" (unschedulable: {reason})" if reason else "")
 
     return Probe("scheduled", f"control-plane pod ({selector}) scheduled in {namespace}", check)
 

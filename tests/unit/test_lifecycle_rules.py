@@ -11,10 +11,10 @@ from kubernetes import client
 
 from pytest_vcluster.config import Settings, TeardownMode
 from pytest_vcluster.connection import rewrite_kubeconfig
-from pytest_vcluster.errors import ConfigError, VClusterError
+from pytest_vcluster.errors import ConfigError, StartFailedError, VClusterError
 from pytest_vcluster.labels import label_value, vcluster_name
 from pytest_vcluster.lifecycle import TeardownAction, decide_teardown
-from pytest_vcluster.probes import describe_pods
+from pytest_vcluster.probes import describe_pods, pod_scheduled, raise_if_stuck
 from pytest_vcluster.spec import chart_identity, make_spec
 from pytest_vcluster.values import (
     EPHEMERAL_VALUES,
@@ -223,3 +223,46 @@ def test_describe_pods() -> None:
         [_pod("vc-0", "Pending", False, waiting="ErrImageNeverPull"), _pod("vc-1", "Running", True)]
     )
     assert text == "vc-0 Pending not ready (syncer:ErrImageNeverPull); vc-1 Running ready"
+
+
+def _pending(message: str) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name="vc-0"),
+        status=client.V1PodStatus(
+            phase="Pending",
+            conditions=[
+                client.V1PodCondition(
+                    type="PodScheduled", status="False", reason="Unschedulable", message=message
+                )
+            ],
+        ),
+    )
+
+
+def test_a_pod_that_stays_unschedulable_fails_after_the_grace() -> None:
+    class Pods:
+        def list_namespaced_pod(self, *args: object, **kwargs: object) -> client.V1PodList:
+            return client.V1PodList(items=[_pending("0/1 nodes: Insufficient cpu")])
+
+    now = [0.0]
+    probe = pod_scheduled(
+        Pods(),  # type: ignore[arg-type]
+        "ns",
+        "app=vcluster",
+        grace=60,
+        clock=lambda: now[0],
+    )
+    done, seen = probe.check()
+    assert not done
+    assert "unschedulable: 0/1 nodes: Insufficient cpu" in seen
+    now[0] = 59
+    assert probe.check()[0] is False  # a teardown may still free room
+    now[0] = 61
+    with pytest.raises(StartFailedError, match="cannot be scheduled on the host for 60s"):
+        probe.check()
+
+
+def test_image_errors_fail_at_once() -> None:
+    with pytest.raises(StartFailedError, match="container syncer is ErrImageNeverPull"):
+        raise_if_stuck([_pod("vc-0", "Pending", False, waiting="ErrImageNeverPull")], "cp")
+    raise_if_stuck([_pod("vc-0", "Pending", False, waiting="ContainerCreating")], "cp")
