@@ -361,7 +361,8 @@ class VClusterManager:
             api_client=api,
             spec_hash=spec.spec_hash,
             reused=reused,
-            persistent=spec.persistent,
+            # Only persistent clusters are ever paused, so a resumed one is persistent.
+            persistent=spec.persistent or reused,
         )
         handle._pause = lambda: self.pause(handle)
         handle._resume = lambda: self.resume(handle)

@@ -48,6 +48,12 @@ class Manager(Protocol):
     def finish(self, handle: VCluster, action: TeardownAction) -> None: ...
 
 
+def _interchangeable(made: VClusterSpec, wanted: VClusterSpec) -> bool:
+    # The spec hash leaves the volume choice out (for resuming paused clusters); a prepared
+    # emptyDir cluster must still not go to a test that may pause it.
+    return made.spec_hash == wanted.spec_hash and made.persistent == wanted.persistent
+
+
 @dataclass
 class _Preparation:
     nodeid: str
@@ -119,7 +125,7 @@ class ClusterPool:
 
     def _spare_for(self, spec: VClusterSpec, expected: set[str]) -> _Preparation | None:
         for preparation in self._preparations.values():
-            if preparation.nodeid not in expected and preparation.spec.spec_hash == spec.spec_hash:
+            if preparation.nodeid not in expected and _interchangeable(preparation.spec, spec):
                 return preparation
         return None
 
@@ -143,7 +149,7 @@ class ClusterPool:
         started = time.monotonic()
         with self._lock:
             preparation = self._preparations.get(nodeid)
-            if preparation is None or preparation.spec.spec_hash != spec.spec_hash:
+            if preparation is None or not _interchangeable(preparation.spec, spec):
                 expected = {entry for entry, _ in self.upcoming()} - {nodeid}
                 preparation = self._spare_for(spec, expected)
             if preparation is not None:

@@ -73,17 +73,24 @@ def make_spec(
 ) -> VClusterSpec:
     """Build a :class:`VClusterSpec` from settings and per-test (marker) choices."""
     tag = resolve_tag(version, settings.version_map) if version is not None else None
-    merged = build_values(
-        values_files=settings.values_files,
-        tag=tag,
-        values_file=values_file,
-        values=values,
-        fast_start=settings.fast_start,
-        ephemeral=not persistent,
-    )
+
+    def layered(ephemeral: bool) -> dict[str, Any]:
+        return build_values(
+            values_files=settings.values_files,
+            tag=tag,
+            values_file=values_file,
+            values=values,
+            fast_start=settings.fast_start,
+            ephemeral=ephemeral,
+        )
+
+    merged = layered(ephemeral=not persistent)
+    # The hash leaves the volume choice out: a paused (persistent) cluster may serve a test
+    # that would otherwise get an emptyDir one, as it did before that test's teardown changed.
+    identity = merged if persistent else layered(ephemeral=False)
     return VClusterSpec(
         values=merged,
-        spec_hash=spec_hash(merged, chart_identity(settings)),
+        spec_hash=spec_hash(identity, chart_identity(settings)),
         slot=slot,
         test=test,
         label=label,
