@@ -71,27 +71,62 @@ def _patch(
         apps.patch_namespaced_deployment(name, namespace, body, _request_timeout=_API_TIMEOUT)
 
 
-def pause(api: client.ApiClient, name: str, namespace: str) -> None:
-    """Scale the control plane to zero and delete the pods it synced to the host."""
+def _rescale(
+    api: client.ApiClient,
+    name: str,
+    namespace: str,
+    verb: str,
+    body_of: Any,  # noqa: ANN401
+) -> None:
+    """Patch every control-plane workload with ``body_of(workload)``; errors name ``verb``."""
     apps = client.AppsV1Api(api)
     try:
         workloads = _workloads(apps, name, namespace)
         if not workloads:
             raise VClusterError(f"no control plane of vcluster {name} in namespace {namespace}")
         for kind, workload in workloads:
-            replicas = workload.spec.replicas if workload.spec else None
-            now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-            body = {
-                "metadata": {
-                    "annotations": {
-                        ANNOTATION_PAUSED: "true",
-                        ANNOTATION_PAUSED_REPLICAS: str(replicas or 1),
-                        ANNOTATION_PAUSED_DATE: now,
-                    }
-                },
-                "spec": {"replicas": 0},
+            _patch(apps, kind, workload.metadata.name, namespace, body_of(workload))
+        if verb == "pause":
+            client.CoreV1Api(api).delete_collection_namespaced_pod(
+                namespace,
+                label_selector=f"vcluster.loft.sh/managed-by={name}",
+                _request_timeout=_API_TIMEOUT,
+            )
+    except ApiException as exc:
+        raise VClusterError(
+            f"cannot {verb} vcluster {name} in {namespace}: {exc.status} {exc.reason}"
+        ) from exc
+
+
+def _paused_body(workload: Any) -> dict[str, Any]:  # noqa: ANN401 - a V1StatefulSet or V1Deployment
+    replicas = workload.spec.replicas if workload.spec else None
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return {
+        "metadata": {
+            "annotations": {
+                ANNOTATION_PAUSED: "true",
+                ANNOTATION_PAUSED_REPLICAS: str(replicas or 1),
+                ANNOTATION_PAUSED_DATE: now,
             }
-            _patch(apps, kind, workload.metadata.name, namespace, body)
+        },
+        "spec": {"replicas": 0},
+    }
+
+
+def _resumed_body(workload: Any) -> dict[str, Any]:  # noqa: ANN401 - a V1StatefulSet or V1Deployment
+    annotations = (workload.metadata.annotations if workload.metadata else None) or {}
+    try:
+        replicas = int(annotations.get(ANNOTATION_PAUSED_REPLICAS, "1"))
+    except ValueError:
+        replicas = 1
+    removed = dict.fromkeys((ANNOTATION_PAUSED, ANNOTATION_PAUSED_REPLICAS, ANNOTATION_PAUSED_DATE))
+    return {"metadata": {"annotations": removed}, "spec": {"replicas": replicas}}
+
+
+def pause(api: client.ApiClient, name: str, namespace: str) -> None:
+    """Scale the control plane to zero and delete the pods it synced to the host."""
+    _rescale(api, name, namespace, "pause", _paused_body)
+    try:
         client.CoreV1Api(api).delete_collection_namespaced_pod(
             namespace,
             label_selector=f"vcluster.loft.sh/managed-by={name}",
@@ -99,35 +134,11 @@ def pause(api: client.ApiClient, name: str, namespace: str) -> None:
         )
     except ApiException as exc:
         raise VClusterError(
-            f"cannot pause vcluster {name} in {namespace}: {exc.status} {exc.reason}"
+            f"cannot delete the pods vcluster {name} synced to {namespace}: "
+            f"{exc.status} {exc.reason}"
         ) from exc
 
 
 def resume(api: client.ApiClient, name: str, namespace: str) -> None:
     """Scale a paused control plane back to the replicas it had (does not wait)."""
-    apps = client.AppsV1Api(api)
-    try:
-        workloads = _workloads(apps, name, namespace)
-        if not workloads:
-            raise VClusterError(f"no control plane of vcluster {name} in namespace {namespace}")
-        for kind, workload in workloads:
-            annotations = (workload.metadata.annotations if workload.metadata else None) or {}
-            try:
-                replicas = int(annotations.get(ANNOTATION_PAUSED_REPLICAS, "1"))
-            except ValueError:
-                replicas = 1
-            body = {
-                "metadata": {
-                    "annotations": {
-                        ANNOTATION_PAUSED: None,
-                        ANNOTATION_PAUSED_REPLICAS: None,
-                        ANNOTATION_PAUSED_DATE: None,
-                    }
-                },
-                "spec": {"replicas": replicas},
-            }
-            _patch(apps, kind, workload.metadata.name, namespace, body)
-    except ApiException as exc:
-        raise VClusterError(
-            f"cannot resume vcluster {name} in {namespace}: {exc.status} {exc.reason}"
-        ) from exc
+    _rescale(api, name, namespace, "resume", _resumed_body)
