@@ -868,6 +868,16 @@ TARGETS: dict[str, tuple[str, float]] = {
 }
 
 
+def _portable(value: object) -> object:
+    """Paths as the results should show them: relative to here, or under ``~``, never a
+    machine's absolute path."""
+    if not isinstance(value, Path):
+        return value
+    if value.is_relative_to(Path.cwd()):
+        return str(value.relative_to(Path.cwd()))
+    return str(value).replace(str(Path.home()), "~", 1)
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -1327,7 +1337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "version_map",
             )
         },
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items()},
+        "options": {k: _portable(v) for k, v in vars(options).items()},
         "results": bench.results,
         "verdicts": verdicts(bench.results, bench.primary),
         "errors": errors,
