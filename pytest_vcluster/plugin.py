@@ -225,7 +225,10 @@ def pytest_collection_modifyitems(
     for item in items:
         if not VCLUSTER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             continue
-        request = _cluster_request(item)
+        try:
+            request = _cluster_request(item)
+        except ConfigError:
+            continue  # reported as a collection error by pytest_generate_tests already
         item.stash[REQUEST_KEY] = request
         predicted = None
         needs_fresh = "vcluster" in getattr(item, "fixturenames", ())
