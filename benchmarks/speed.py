@@ -19,7 +19,7 @@ temporary copy of that directory. C, R, S and D share one kind host, ``speed-hos
 script creates first (so its creation counts in none of them) and deletes at the end. Figures
 are judged here, never by timed asserts.
 
-    python benchmarks/speed.py                        # everything, about 20 minutes
+    python benchmarks/speed.py                        # everything, about 25 minutes
     python benchmarks/speed.py --only K,C --versions 1.34 --repeat-k 1 --repeat-c 1
 """
 
