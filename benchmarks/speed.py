@@ -562,58 +562,45 @@ class Bench:
             print(f"  K {i}/{self.options.repeat_k}: {samples[-1]:.1f}s", flush=True)
         self.results["K"] = {"samples": samples, "median": median(samples)}
 
-    # C ----------------------------------------------------------------------------------------
-    def measure_c(self) -> None:
-        per_version: dict[str, Any] = self.results.setdefault("C", {})
-        for version in sorted(self.versions, key=version_key):
-            inner = self.suite.run(
-                f"C-{version}",
-                "test_create",
-                self.settings(repeat=self.options.repeat_c),
-                version=version,
-                lookahead=0,
-            )
-            created = inner.clusters("created")
-            wall = inner.seconds("create")
-            records = ready_seconds(created)
-            value, source = pick(
-                ("records", records), ("wall", wall), ("summary", _listed(inner.summary_median()))
-            )
-            per_version[version] = {
-                "median": value,
-                "source": source,
-                "samples": records or wall,
-                "wall_samples": wall,
-                "wall_median": median(wall),
-                "phases": phase_breakdown(created),
-                "summary": inner.summary(),
-                "inner_wall": inner.wall,
-            }
-            print(f"  C {version}: median {_s(value)} ({source}), wall {_s(median(wall))}")
-
-    # C0 ---------------------------------------------------------------------------------------
-    def measure_c0(self) -> None:
-        """C as it was before the speed work: the vcluster CLI and the chart's own values."""
+    # C and C0 ---------------------------------------------------------------------------------
+    def _creates(self, tag: str, version: str, extra: Sequence[str] = ()) -> dict[str, Any]:
+        """Fresh vclusters made one at a time (lookahead off), and their figures."""
         inner = self.suite.run(
-            "C0",
+            tag,
             "test_create",
             self.settings(repeat=self.options.repeat_c),
-            version=self.primary,
+            version=version,
             lookahead=0,
-            extra=["--vcluster-create-with=cli", "--vcluster-fast-start=false"],
+            extra=extra,
         )
         created = inner.clusters("created")
         wall = inner.seconds("create")
-        value, source = pick(("records", ready_seconds(created)), ("wall", wall))
-        self.results["C0"] = {
-            "version": self.primary,
+        records = ready_seconds(created)
+        value, source = pick(
+            ("records", records), ("wall", wall), ("summary", _listed(inner.summary_median()))
+        )
+        print(f"  {tag}: median {_s(value)} ({source}), wall {_s(median(wall))}")
+        return {
             "median": value,
             "source": source,
-            "samples": ready_seconds(created) or wall,
+            "samples": records or wall,
+            "wall_samples": wall,
             "wall_median": median(wall),
             "phases": phase_breakdown(created),
+            "summary": inner.summary(),
+            "inner_wall": inner.wall,
         }
-        print(f"  C0 {self.primary}: median {_s(value)} ({source}), wall {_s(median(wall))}")
+
+    def measure_c(self) -> None:
+        per_version: dict[str, Any] = self.results.setdefault("C", {})
+        for version in sorted(self.versions, key=version_key):
+            per_version[version] = self._creates(f"C-{version}", version)
+
+    def measure_c0(self) -> None:
+        """C as it was before the speed work: the vcluster CLI and the chart's own values."""
+        before = ["--vcluster-create-with=cli", "--vcluster-fast-start=false"]
+        figures = self._creates(f"C0-{self.primary}", self.primary, before)
+        self.results["C0"] = {"version": self.primary, **figures}
 
     # R ----------------------------------------------------------------------------------------
     def measure_r(self) -> None:

@@ -19,6 +19,8 @@ from typing import Protocol
 from kubernetes import client
 from kubernetes.stream import portforward
 
+from pytest_vcluster.probes import pod_ready
+
 __all__ = ["PodPortForwarder", "SocketLike", "pick_pod", "pump"]
 
 log = logging.getLogger(__name__)
@@ -57,11 +59,6 @@ def pump(a: SocketLike, b: SocketLike, stop: threading.Event, poll: float = 0.5)
                 sock.close()
 
 
-def _ready(pod: client.V1Pod) -> bool:
-    conditions = pod.status.conditions if pod.status else None
-    return any(c.type == "Ready" and c.status == "True" for c in conditions or [])
-
-
 def pick_pod(pods: list[client.V1Pod]) -> str | None:
     """The best pod to forward to: running and not being deleted, ready ones first."""
     candidates = [
@@ -73,7 +70,7 @@ def pick_pod(pods: list[client.V1Pod]) -> str | None:
         and pod.status
         and pod.status.phase == "Running"
     ]
-    candidates.sort(key=lambda pod: not _ready(pod))
+    candidates.sort(key=lambda pod: not pod_ready(pod))
     if not candidates or candidates[0].metadata is None:
         return None
     return candidates[0].metadata.name

@@ -31,6 +31,7 @@ from pytest_vcluster.labels import control_plane_selector, vcluster_name
 from pytest_vcluster.namespaces import HostNamespaces
 from pytest_vcluster.probes import (
     PhaseTimer,
+    Probe,
     coredns_ready,
     kubeconfig_secret,
     pod_initialized,
@@ -91,7 +92,8 @@ class VClusterManager:
     runner: CommandRunner | None = None
     driver: ObjectDriver | None = None
     _counter: itertools.count[int] = field(default_factory=itertools.count)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Reentrant: making the driver asks for the host client, which takes the lock too.
+    _lock: threading.RLock = field(default_factory=threading.RLock)
     _connections: dict[str, Connection] = field(default_factory=dict)
     _host_api: client.ApiClient | None = None
 
@@ -102,7 +104,7 @@ class VClusterManager:
         """The host API client (made on first use)."""
         with self._lock:
             if self._host_api is None:
-                self._host_api = host_api_client(self.host.kubeconfig, self.host.context)
+                self._host_api = self._new_host_api()
             return self._host_api
 
     @property
@@ -119,25 +121,19 @@ class VClusterManager:
                     renderer = ChartRenderer(
                         self.settings, self.workdir, self.runner, self._host_version()
                     )
-                    self.driver = ApiDriver(renderer, self._host_api_unlocked())
+                    self.driver = ApiDriver(renderer, self.host_api)
             return self.driver
-
-    def _host_api_unlocked(self) -> client.ApiClient:
-        if self._host_api is None:
-            self._host_api = host_api_client(self.host.kubeconfig, self.host.context)
-        return self._host_api
 
     def _host_version(self) -> str | None:
         try:
-            info = client.VersionApi(self._host_api_unlocked()).get_code(
-                _request_timeout=_API_TIMEOUT
-            )
+            info = client.VersionApi(self.host_api).get_code(_request_timeout=_API_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - helm's default version is a fine fallback
             log.info("cannot read the host's version: %s", exc)
             return None
         return str(info.git_version)
 
     def _new_host_api(self) -> client.ApiClient:
+        # Each port forward needs a client of its own (see PodPortForwarder).
         return host_api_client(self.host.kubeconfig, self.host.context)
 
     def _next_name(self, spec: VClusterSpec) -> str:
@@ -200,22 +196,7 @@ class VClusterManager:
             raise VClusterError(
                 f"vcluster {name} in {namespace} failed to start: {type(exc).__name__}: {exc}"
             ) from exc
-        handle.ready_seconds = round(timer.elapsed, 3)
-        handle.phases = tuple(timer.phases)
-        self.stats.record(event, timer.elapsed)
-        self.stats.record_cluster(
-            {
-                "name": name,
-                "namespace": namespace,
-                "event": event,
-                "prepared": prepared,
-                "spec_hash": spec.spec_hash,
-                "version": handle.version,
-                "worker": self.worker,
-                "ready_seconds": handle.ready_seconds,
-                "phases": [list(phase) for phase in timer.phases],
-            }
-        )
+        self._record_ready(handle, event, timer, prepared=prepared)
         log.info("vcluster %s/%s %s, ready in %.1fs", namespace, name, event, timer.elapsed)
         return handle
 
@@ -271,31 +252,29 @@ class VClusterManager:
         timer = PhaseTimer()
         pausing.resume(self.host_api, handle.name, handle.namespace)
         timer.mark("scaled")
-        selector = control_plane_selector(handle.name)
-        core = client.CoreV1Api(self.host_api)
+        wait_for(self._pod_probes(handle.name, handle.namespace), deadline, timer)
         wait_for(
-            [
-                pod_scheduled(core, handle.namespace, selector),
-                pod_initialized(core, handle.namespace, selector),
-                readyz(handle.api_client),
-                service_account(handle.api_client),
-                coredns_ready(handle.api_client, core, handle.namespace, handle.name),
-            ],
-            deadline,
-            timer,
+            self._inside_probes(handle.api_client, handle.name, handle.namespace), deadline, timer
         )
+        self._record_ready(handle, "resumed", timer, prepared=False)
+
+    def _record_ready(
+        self, handle: VCluster, event: str, timer: PhaseTimer, *, prepared: bool
+    ) -> None:
+        """Note on the handle and in the stats how a cluster became ready."""
+        handle.ready_seconds = round(timer.elapsed, 3)
         handle.phases = tuple(timer.phases)
-        self.stats.record("resumed", timer.elapsed)
+        self.stats.record(event, timer.elapsed)
         self.stats.record_cluster(
             {
                 "name": handle.name,
                 "namespace": handle.namespace,
-                "event": "resumed",
-                "prepared": False,
+                "event": event,
+                "prepared": prepared,
                 "spec_hash": handle.spec_hash,
                 "version": handle.version,
                 "worker": self.worker,
-                "ready_seconds": round(timer.elapsed, 3),
+                "ready_seconds": handle.ready_seconds,
                 "phases": [list(phase) for phase in timer.phases],
             }
         )
@@ -313,6 +292,26 @@ class VClusterManager:
 
     # -- readiness and connection -----------------------------------------------------------
 
+    @property
+    def _host_core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.host_api)
+
+    def _pod_probes(self, name: str, namespace: str) -> list[Probe]:
+        """Phases seen on the host: the control-plane pod scheduled, then initialized."""
+        selector = control_plane_selector(name)
+        return [
+            pod_scheduled(self._host_core, namespace, selector),
+            pod_initialized(self._host_core, namespace, selector),
+        ]
+
+    def _inside_probes(self, api: client.ApiClient, name: str, namespace: str) -> list[Probe]:
+        """Phases seen through the cluster's own API (CoreDNS also by its pod on the host)."""
+        return [
+            readyz(api),
+            service_account(api),
+            coredns_ready(api, self._host_core, namespace, name),
+        ]
+
     def _connect(
         self,
         name: str,
@@ -324,28 +323,16 @@ class VClusterManager:
         reused: bool,
     ) -> VCluster:
         selector = control_plane_selector(name)
-        core = client.CoreV1Api(self.host_api)
         found: dict[str, str] = {}
-        wait_for(
-            [
-                pod_scheduled(core, namespace, selector),
-                pod_initialized(core, namespace, selector),
-                kubeconfig_secret(core, namespace, name, found, selector),
-            ],
-            deadline,
-            timer,
-        )
+        secret = kubeconfig_secret(self._host_core, namespace, name, found, selector)
+        wait_for([*self._pod_probes(name, namespace), secret], deadline, timer)
         connection = Connection(self._new_host_api, namespace, selector, self._directory(name))
         with self._lock:
             self._connections[name] = connection
         connection.open(found["config"])
         api = connection.api_client
         try:
-            wait_for(
-                [readyz(api), service_account(api), coredns_ready(api, core, namespace, name)],
-                deadline,
-                timer,
-            )
+            wait_for(self._inside_probes(api, name, namespace), deadline, timer)
             version = client.VersionApi(api).get_code(_request_timeout=_API_TIMEOUT)
         except WaitTimeoutError as exc:
             forward_error = connection.forward_error()

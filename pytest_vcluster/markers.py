@@ -18,7 +18,14 @@ from pytest_vcluster.config import TeardownMode, parse_teardown
 from pytest_vcluster.errors import ConfigError
 from pytest_vcluster.versions import KubeVersion, parse_version, parse_version_list
 
-__all__ = ["MARKER_HELP", "MarkerArgs", "parse_marker"]
+__all__ = [
+    "MARKER_HELP",
+    "MarkerArgs",
+    "check_persistent",
+    "check_timeout",
+    "check_values",
+    "parse_marker",
+]
 
 MARKER_HELP = (
     "vcluster(version=None, versions=None, values=None, values_file=None, teardown=None, "
@@ -73,9 +80,7 @@ def parse_marker(
             raise ConfigError(_arg("versions"), "must be a list, e.g. ['1.33', '1.34']")
         parsed_versions = parse_version_list(versions, option=_arg("versions"))
 
-    values = kwargs.get("values")
-    if values is not None and not isinstance(values, Mapping):
-        raise ConfigError(_arg("values"), f"must be a dict of chart values, got {values!r}")
+    values = check_values(kwargs.get("values"), _arg("values"))
 
     values_file: Path | None = None
     raw_file = kwargs.get("values_file")
@@ -91,20 +96,40 @@ def parse_marker(
     teardown = kwargs.get("teardown")
     parsed_teardown = parse_teardown(teardown, option=_arg("teardown")) if teardown else None
 
-    timeout = kwargs.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
-    ):
-        raise ConfigError(_arg("timeout"), f"must be a positive number of seconds, got {timeout!r}")
-    persistent = kwargs.get("persistent")
-    if persistent is not None and not isinstance(persistent, bool):
-        raise ConfigError(_arg("persistent"), f"must be True or False, got {persistent!r}")
     return MarkerArgs(
         version=parsed_version,
         versions=parsed_versions,
-        values=dict(values) if values is not None else None,
+        values=values,
         values_file=values_file,
         teardown=parsed_teardown,
-        timeout=float(timeout) if timeout is not None else None,
-        persistent=persistent,
+        timeout=check_timeout(kwargs.get("timeout"), _arg("timeout")),
+        persistent=check_persistent(kwargs.get("persistent"), _arg("persistent")),
     )
+
+
+# The marker and vcluster_factory(...) take the same arguments and check them alike.
+
+
+def check_values(value: object, option: str) -> dict[str, Any] | None:
+    """Chart values as a dict, or ``None`` when not given."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(option, f"must be a dict of chart values, got {value!r}")
+    return dict(value)
+
+
+def check_timeout(value: object, option: str) -> float | None:
+    """A positive number of seconds, or ``None`` when not given."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(option, f"must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def check_persistent(value: object, option: str) -> bool | None:
+    """True or False, or ``None`` when not given."""
+    if value is not None and not isinstance(value, bool):
+        raise ConfigError(option, f"must be True or False, got {value!r}")
+    return value

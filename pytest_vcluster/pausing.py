@@ -86,12 +86,6 @@ def _rescale(
             raise VClusterError(f"no control plane of vcluster {name} in namespace {namespace}")
         for kind, workload in workloads:
             _patch(apps, kind, workload.metadata.name, namespace, body_of(workload))
-        if verb == "pause":
-            client.CoreV1Api(api).delete_collection_namespaced_pod(
-                namespace,
-                label_selector=f"vcluster.loft.sh/managed-by={name}",
-                _request_timeout=_API_TIMEOUT,
-            )
     except ApiException as exc:
         raise VClusterError(
             f"cannot {verb} vcluster {name} in {namespace}: {exc.status} {exc.reason}"

@@ -139,8 +139,11 @@ class ClusterPool:
 
     def _note_failure(self, spec: VClusterSpec, done: concurrent.futures.Future[VCluster]) -> None:
         if not done.cancelled() and done.exception() is not None:
-            with self._lock:
-                self._failures[spec.spec_hash] = self._failures.get(spec.spec_hash, 0) + 1
+            self._count_failure(spec)
+
+    def _count_failure(self, spec: VClusterSpec) -> None:
+        with self._lock:
+            self._failures[spec.spec_hash] = self._failures.get(spec.spec_hash, 0) + 1
 
     # -- taking and giving back -----------------------------------------------------------
 
@@ -165,8 +168,7 @@ class ClusterPool:
         try:
             handle = self.manager.create(spec, teardown_on_error=teardown_on_error)
         except Exception:
-            with self._lock:
-                self._failures[spec.spec_hash] = self._failures.get(spec.spec_hash, 0) + 1
+            self._count_failure(spec)
             raise
         return Taken(handle, "resumed" if handle.reused else "created", time.monotonic() - started)
 

@@ -29,7 +29,9 @@ __all__ = [
     "coredns_ready",
     "describe_pods",
     "kubeconfig_secret",
+    "pod_condition",
     "pod_initialized",
+    "pod_ready",
     "pod_scheduled",
     "raise_if_stuck",
     "readyz",
@@ -96,14 +98,15 @@ def wait_for(
         timer.mark(probe.phase)
 
 
-def _pod_ready(pod: client.V1Pod) -> bool:
-    conditions = pod.status.conditions if pod.status else None
-    return any(c.type == "Ready" and c.status == "True" for c in conditions or [])
-
-
-def _condition(pod: client.V1Pod, kind: str) -> bool:
+def pod_condition(pod: client.V1Pod, kind: str) -> bool:
+    """True when the pod's condition ``kind`` (``Ready``, ``PodScheduled``, ...) is True."""
     conditions = pod.status.conditions if pod.status else None
     return any(c.type == kind and c.status == "True" for c in conditions or [])
+
+
+def pod_ready(pod: client.V1Pod) -> bool:
+    """True when the pod is Ready."""
+    return pod_condition(pod, "Ready")
 
 
 def describe_pods(pods: Sequence[client.V1Pod]) -> str:
@@ -127,7 +130,7 @@ def describe_pods(pods: Sequence[client.V1Pod]) -> str:
                 reasons.append(f"{cs.name}:{state.waiting.reason}")
             elif state and state.terminated and state.terminated.reason not in (None, "Completed"):
                 reasons.append(f"{cs.name}:{state.terminated.reason}")
-        ready = "ready" if _pod_ready(pod) else "not ready"
+        ready = "ready" if pod_ready(pod) else "not ready"
         extra = f" ({', '.join(reasons)})" if reasons else ""
         parts.append(f"{name} {phase} {ready}{extra}")
     return "; ".join(parts)
@@ -190,7 +193,7 @@ def pod_scheduled(
     def check() -> tuple[bool, str]:
         pods = _live_pods(core, namespace, selector)
         raise_if_stuck(pods, f"control plane in namespace {namespace}")
-        if any(_condition(p, "PodScheduled") for p in pods):
+        if any(pod_condition(p, "PodScheduled") for p in pods):
             return True, describe_pods(pods)
         reason = _unschedulable(pods)
         if reason is None:
@@ -214,7 +217,7 @@ def pod_initialized(core: client.CoreV1Api, namespace: str, selector: str) -> Pr
     def check() -> tuple[bool, str]:
         pods = _live_pods(core, namespace, selector)
         raise_if_stuck(pods, f"control plane in namespace {namespace}")
-        return any(_condition(p, "Initialized") for p in pods), describe_pods(pods)
+        return any(pod_condition(p, "Initialized") for p in pods), describe_pods(pods)
 
     return Probe("initialized", f"control-plane pod ({selector}) initialized in {namespace}", check)
 
@@ -303,11 +306,11 @@ def coredns_ready(
             "kube-system", label_selector=COREDNS_SELECTOR, _request_timeout=_API_TIMEOUT
         ).items
         raise_if_stuck(pods, "CoreDNS in the virtual cluster")
-        if not any(_pod_ready(p) for p in pods):
+        if not any(pod_ready(p) for p in pods):
             return False, "virtual: " + describe_pods(list(pods))
         synced = _live_pods(host, namespace, host_selector)
         raise_if_stuck(synced, f"CoreDNS synced to namespace {namespace}")
-        return any(_pod_ready(p) for p in synced), "on the host: " + describe_pods(synced)
+        return any(pod_ready(p) for p in synced), "on the host: " + describe_pods(synced)
 
     return Probe(
         "coredns", f"CoreDNS (kube-system, {COREDNS_SELECTOR}) Ready in the virtual cluster", check

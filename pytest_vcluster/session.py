@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vcluster.config import Settings, TeardownMode
-from pytest_vcluster.errors import ConfigError
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.host import HostInfo, HostLease, connect_existing_host
 from pytest_vcluster.lifecycle import VClusterManager, decide_teardown
+from pytest_vcluster.markers import check_persistent, check_timeout, check_values
 from pytest_vcluster.pool import ClusterPool
 from pytest_vcluster.spec import ClusterRequest, make_spec, may_pause
 from pytest_vcluster.stats import Stats
@@ -122,17 +122,6 @@ class WorkerPool:
         self._handles.clear()
 
 
-def _check_timeout(timeout: object) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ConfigError(
-            "vcluster_factory(timeout=...)",
-            f"must be a positive number of seconds, got {timeout!r}",
-        )
-    return float(timeout)
-
-
 @dataclass
 class VClusterFactory:
     """Creates vclusters for one test; all of them are torn down when the test ends.
@@ -168,21 +157,15 @@ class VClusterFactory:
         parsed = version if isinstance(version, KubeVersion) or version is None else None
         if version is not None and parsed is None:
             parsed = parse_version(version, option=option)
-        if values is not None and not isinstance(values, Mapping):
-            raise ConfigError("vcluster_factory(values=...)", f"must be a dict, got {values!r}")
-        if persistent is not None and not isinstance(persistent, bool):
-            raise ConfigError(
-                "vcluster_factory(persistent=...)", f"must be True or False, got {persistent!r}"
-            )
         index = len(self.created)
         spec = self.request.spec(
             self.settings,
             index=index,
             version=parsed,
-            values=values,
+            values=check_values(values, "vcluster_factory(values=...)"),
             values_file=Path(values_file) if values_file else None,
-            timeout=_check_timeout(timeout),
-            persistent=persistent,
+            timeout=check_timeout(timeout, "vcluster_factory(timeout=...)"),
+            persistent=check_persistent(persistent, "vcluster_factory(persistent=...)"),
         )
         key = self.request.nodeid if index == 0 else f"{self.request.nodeid}#{index}"
         taken = self.pool.take(key, spec, self.teardown_mode)

@@ -16,7 +16,7 @@ from typing import Any
 
 from pytest_vcluster.config import Settings, TeardownMode
 from pytest_vcluster.markers import MarkerArgs
-from pytest_vcluster.values import build_values, deep_merge, spec_hash
+from pytest_vcluster.values import deep_merge, layer_values, spec_hash, user_layers
 from pytest_vcluster.versions import KubeVersion, resolve_tag
 
 __all__ = ["ClusterRequest", "VClusterSpec", "chart_identity", "make_spec", "may_pause"]
@@ -74,15 +74,10 @@ def make_spec(
     """Build a :class:`VClusterSpec` from settings and per-test (marker) choices."""
     tag = resolve_tag(version, settings.version_map) if version is not None else None
 
+    user = user_layers(values_files=settings.values_files, values_file=values_file, values=values)
+
     def layered(ephemeral: bool) -> dict[str, Any]:
-        return build_values(
-            values_files=settings.values_files,
-            tag=tag,
-            values_file=values_file,
-            values=values,
-            fast_start=settings.fast_start,
-            ephemeral=ephemeral,
-        )
+        return layer_values(user, tag=tag, fast_start=settings.fast_start, ephemeral=ephemeral)
 
     merged = layered(ephemeral=not persistent)
     # The hash leaves the volume choice out: a paused (persistent) cluster may serve a test

@@ -25,9 +25,11 @@ __all__ = [
     "FAST_START_VALUES",
     "build_values",
     "deep_merge",
+    "layer_values",
     "load_values_file",
     "short_hash",
     "spec_hash",
+    "user_layers",
 ]
 
 #: Values every vcluster gets before the user's: the plugin never sends telemetry.
@@ -103,6 +105,45 @@ def load_values_file(path: Path, *, option: str) -> dict[str, Any]:
     return loaded
 
 
+def user_layers(
+    *,
+    values_files: tuple[Path, ...] = (),
+    values_file: Path | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> list[Mapping[str, Any]]:
+    """The user's layers in rising precedence, files read once: ``--vcluster-values`` files,
+    the marker's file, the marker's (or factory's) dict."""
+    layers: list[Mapping[str, Any]] = [
+        load_values_file(path, option="--vcluster-values") for path in values_files
+    ]
+    if values_file is not None:
+        layers.append(load_values_file(values_file, option="vcluster(values_file)"))
+    if values:
+        layers.append(values)
+    return layers
+
+
+def layer_values(
+    user: list[Mapping[str, Any]],
+    *,
+    tag: str | None = None,
+    fast_start: bool = True,
+    ephemeral: bool = False,
+) -> dict[str, Any]:
+    """Merge the plugin's layers, the ``user`` layers and the version into the chart values."""
+    merged = deep_merge({}, BASE_VALUES)
+    if fast_start:
+        merged = deep_merge(merged, FAST_START_VALUES)
+    if ephemeral:
+        merged = deep_merge(merged, EPHEMERAL_VALUES)
+    for layer in user:
+        merged = deep_merge(merged, layer)
+    if tag is not None:
+        merged = deep_merge(merged, version_values(tag))
+    # Telemetry stays off even if a values file turned it on.
+    return deep_merge(merged, BASE_VALUES)
+
+
 def build_values(
     *,
     values_files: tuple[Path, ...] = (),
@@ -113,21 +154,8 @@ def build_values(
     ephemeral: bool = False,
 ) -> dict[str, Any]:
     """Merge the layers (see the module docstring) into the final chart values."""
-    merged = deep_merge({}, BASE_VALUES)
-    if fast_start:
-        merged = deep_merge(merged, FAST_START_VALUES)
-    if ephemeral:
-        merged = deep_merge(merged, EPHEMERAL_VALUES)
-    for path in values_files:
-        merged = deep_merge(merged, load_values_file(path, option="--vcluster-values"))
-    if values_file is not None:
-        merged = deep_merge(merged, load_values_file(values_file, option="vcluster(values_file)"))
-    if values:
-        merged = deep_merge(merged, values)
-    if tag is not None:
-        merged = deep_merge(merged, version_values(tag))
-    # Telemetry stays off even if a values file turned it on.
-    return deep_merge(merged, BASE_VALUES)
+    user = user_layers(values_files=values_files, values_file=values_file, values=values)
+    return layer_values(user, tag=tag, fast_start=fast_start, ephemeral=ephemeral)
 
 
 def spec_hash(values: Mapping[str, Any], chart: Mapping[str, str | None]) -> str:
