@@ -54,6 +54,20 @@ class FakeManager:
         self._log(event="finish", name=handle.name, action=action.value)
 
 
+@pytest.fixture(autouse=True)
+def _preparations_settle(request):
+    yield
+    # Preparing runs in threads: wait for the ones this test set off, so which later test
+    # finds its cluster prepared does not depend on how the threads were scheduled.
+    if "_vcluster_pool" in request.fixturenames:
+        pool = request.getfixturevalue("_vcluster_pool")
+        with pool._lock:
+            futures = [p.future for p in pool._preparations.values()]
+        for future in futures:
+            if not future.cancelled():
+                future.exception(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def _vcluster_manager(pytestconfig):
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "master")
