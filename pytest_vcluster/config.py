@@ -30,6 +30,7 @@ __all__ = [
     "default_parallel_creates",
     "describe",
     "option_spec",
+    "parse_age",
     "parse_teardown",
     "resolve_settings",
 ]
@@ -47,6 +48,7 @@ Kind = Literal[
     "versions",
     "version-map",
     "create-with",
+    "age",
 ]
 
 
@@ -239,6 +241,28 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="HOW",
     ),
     OptionSpec(
+        "state-dir",
+        "Directory for machine-wide state: which processes use the kind host, who created it "
+        "(default: $XDG_STATE_HOME/pytest-vcluster, else ~/.local/state/pytest-vcluster).",
+        kind="output",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        "reap",
+        "At start, delete the vclusters that ended runs (crashed, killed) left in use on the "
+        "host; a live run's clusters and clusters paused or kept on purpose are never touched.",
+        kind="on-off",
+        default="true",
+        metavar="BOOL",
+    ),
+    OptionSpec(
+        "reap-preserved-after",
+        "When reaping, also delete clusters left paused or kept on purpose once older than "
+        "this age, e.g. 12h, 7d, 90m, or seconds (default: never).",
+        kind="age",
+        metavar="AGE",
+    ),
+    OptionSpec(
         "records",
         "Write what the run did (each cluster's phases, each test's wait for its cluster, "
         "each teardown) to this JSON file.",
@@ -283,6 +307,9 @@ class Settings:
     fast_start: bool = True
     create_with: CreateWith = CreateWith.API
     records: Path | None = None
+    state_dir: Path | None = None
+    reap: bool = True
+    reap_preserved_after: float | None = None
     kind_binary: str | None = None
     vcluster_binary: str | None = None
     helm_binary: str | None = None
@@ -318,6 +345,23 @@ def _parse_seconds(text: str, option: str) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise ConfigError(option, f"{text!r} must be a positive finite number of seconds")
     return seconds
+
+
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(text: str, option: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``12h``, ``7d`` or ``2w``."""
+    stripped = text.strip().lower()
+    unit = _AGE_UNITS.get(stripped[-1:])
+    number = stripped[:-1] if unit else stripped
+    try:
+        amount = float(number)
+    except ValueError:
+        raise ConfigError(option, f"{text!r} is not an age", "e.g. 3600, 90m, 12h, 7d") from None
+    if amount < 0 or amount == float("inf"):
+        raise ConfigError(option, f"{text!r} must be 0 or more")
+    return amount * (unit or 1)
 
 
 def _parse_count(text: str, option: str) -> int:
@@ -448,6 +492,7 @@ _PARSERS: Mapping[str, Callable[[str, _Raw], object]] = {
     "output": lambda text, raw: _path(raw, text, must_exist=False),
     "count": lambda text, raw: _parse_count(text, raw.where),
     "create-with": lambda text, raw: _parse_create_with(text, raw.where),
+    "age": lambda text, raw: parse_age(text, raw.where),
     "bool": lambda text, raw: _parse_bool(text, raw.where),
     "on-off": lambda text, raw: _parse_bool(text, raw.where),
     "path": lambda text, raw: _path(raw, text, must_exist=True),

@@ -7,16 +7,20 @@ needs to fix it (the command, the option, what a wait saw last).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 __all__ = [
+    "ApiError",
     "CommandError",
     "ConfigError",
     "HostError",
+    "RunInterruptedError",
     "StartFailedError",
     "ToolNotFoundError",
     "VClusterError",
     "WaitTimeoutError",
+    "api_error",
 ]
 
 #: How much of a failing command's stderr an error message keeps.
@@ -96,3 +100,60 @@ class StartFailedError(VClusterError):
     """A vcluster's pod reached a state it will not recover from (an image that cannot be
     pulled, a container crashing over and over); raised at once instead of waiting out the
     ready timeout."""
+
+
+class ApiError(VClusterError):
+    """A Kubernetes API call failed; keeps the API's status (``status``, ``reason``, ``body``).
+
+    ``status`` is the HTTP code (``None`` when no answer came: a refused connection, a
+    timeout), ``reason`` the HTTP reason or the transport error, ``message`` the ``Status``
+    object's message when the server sent one.
+    """
+
+    def __init__(
+        self,
+        doing: str,
+        *,
+        status: int | None,
+        reason: str,
+        message: str | None = None,
+        body: str | None = None,
+    ) -> None:
+        self.doing = doing
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.body = body
+        code = f"{status} {reason}" if status is not None else reason
+        super().__init__(f"{doing}: {code}" + (f": {message}" if message else ""))
+
+
+class RunInterruptedError(VClusterError):
+    """The run was interrupted (Ctrl-C, SIGTERM) while this operation waited."""
+
+
+def api_error(doing: str, exc: BaseException) -> ApiError:
+    """``exc`` from the Kubernetes client (an ``ApiException``, a urllib3 or socket error) as
+    an :class:`ApiError`; raise it ``from exc`` to keep the chain."""
+    status = getattr(exc, "status", None)
+    if not isinstance(status, int) or isinstance(exc, ApiError):
+        return ApiError(
+            doing, status=None, reason=f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        )
+    body = getattr(exc, "body", None)
+    body_text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    message: str | None = None
+    if isinstance(body_text, str) and body_text.startswith("{"):
+        try:
+            parsed = json.loads(body_text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+            message = parsed["message"]
+    return ApiError(
+        doing,
+        status=status,
+        reason=str(getattr(exc, "reason", "") or "error"),
+        message=message,
+        body=body_text if isinstance(body_text, str) else None,
+    )

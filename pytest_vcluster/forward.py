@@ -26,8 +26,6 @@ __all__ = ["PodPortForwarder", "SocketLike", "pick_pod", "pump"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
-# The name kubernetes.stream gives the thread that translates between socket and websocket.
-_PROXY_THREAD_PREFIX = "Kubernetes port forward proxy"
 
 
 class SocketLike(Protocol):
@@ -57,6 +55,22 @@ def pump(a: SocketLike, b: SocketLike, stop: threading.Event, poll: float = 0.5)
         for sock in (a, b):
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+def _proxy_threads(stream: object) -> list[threading.Thread]:
+    """The threads still running the proxy of one ``kubernetes.stream`` port-forward stream.
+
+    ``PortForward`` starts its proxy thread on its own bound ``_proxy`` method and keeps no handle
+    on it, so the thread's target is the one link back to the stream it serves: matching on it
+    finds exactly this stream's thread, whichever other streams are opening at the same time.
+    ``Thread.run`` drops its target once the target returns, so a thread found here may still be
+    using the stream's websocket, and an empty list means no proxy uses it any more.
+    """
+    return [
+        thread
+        for thread in threading.enumerate()
+        if getattr(getattr(thread, "_target", None), "__self__", None) is stream
+    ]
 
 
 def pick_pod(pods: list[client.V1Pod]) -> str | None:
@@ -102,6 +116,9 @@ class PodPortForwarder:
         self._connect_lock = threading.Lock()
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
+        # The accept thread adds connection threads while stop() may be collecting them: both
+        # hold this lock, so stop() sees every thread started before it, and none start after.
+        self._threads_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._pod: str | None = None
         self.local_port = 0
@@ -129,8 +146,9 @@ class PodPortForwarder:
             name=f"pytest-vcluster forward {self.namespace}:{self.remote_port}",
             daemon=True,
         )
-        thread.start()
-        self._threads.append(thread)
+        with self._threads_lock:
+            thread.start()
+            self._threads.append(thread)
         return self.local_port
 
     def stop(self) -> None:
@@ -139,9 +157,10 @@ class PodPortForwarder:
         if self._listener is not None:
             with contextlib.suppress(OSError):
                 self._listener.close()
-        for thread in self._threads:
+        with self._threads_lock:
+            threads, self._threads = self._threads, []
+        for thread in threads:
             thread.join(timeout=5)
-        self._threads.clear()
         self._api.close()  # type: ignore[no-untyped-call]
 
     def _accept_loop(self) -> None:
@@ -156,10 +175,16 @@ class PodPortForwarder:
             except OSError:
                 return
             conn.settimeout(None)
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            thread.start()
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
+            with self._threads_lock:
+                if self._stop.is_set():
+                    # Accepted while stop() ran: it would not wait for a thread started now.
+                    with contextlib.suppress(OSError):
+                        conn.close()
+                    return
+                thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+                thread.start()
+                self._threads = [t for t in self._threads if t.is_alive()]
+                self._threads.append(thread)
 
     def _find_pod(self) -> str:
         pods = self._core.list_namespaced_pod(
@@ -174,7 +199,6 @@ class PodPortForwarder:
         """Open one stream; return its socket and a function that releases the websocket."""
         # ``portforward`` temporarily replaces the client's request function: serialize it.
         with self._connect_lock:
-            before = set(threading.enumerate())
             forward = portforward(
                 self._core.connect_get_namespaced_pod_portforward,
                 pod,
@@ -182,11 +206,7 @@ class PodPortForwarder:
                 ports=str(self.remote_port),
                 _request_timeout=self.connect_timeout,
             )
-            proxies = [
-                thread
-                for thread in set(threading.enumerate()) - before
-                if thread.name.startswith(_PROXY_THREAD_PREFIX)
-            ]
+        proxies = _proxy_threads(forward)
         sock: SocketLike = forward.socket(self.remote_port)
 
         def release() -> None:

@@ -1,34 +1,27 @@
 """The host cluster that runs the vclusters: a kind cluster, or an existing cluster.
 
-:class:`KindHost` creates (or reuses) one kind cluster; :class:`HostLease` makes sure that
-under pytest-xdist exactly one process creates it, using a ``FileLock`` and a small JSON state
-file in a directory every worker shares, and that only a host the plugin created is deleted, by
-its last user or by the xdist controller. :func:`connect_existing_host` checks a cluster given
-by kubeconfig and context. This module does not import pytest.
+:class:`KindHost` runs the ``kind`` commands for one kind cluster; who may create or delete it
+is decided in :mod:`~pytest_vcluster.hosts`. :func:`connect_existing_host` checks a cluster
+given by kubeconfig and context. This module does not import pytest.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import docker
-import filelock
 from kubernetes import client, config
 
-from pytest_vcluster.config import Settings
-from pytest_vcluster.errors import CommandError, HostError, ToolNotFoundError, VClusterError
-from pytest_vcluster.runner import INSTALL_HINTS, CommandRunner, find_tool
+from pytest_vcluster.errors import HostError
+from pytest_vcluster.runner import INSTALL_HINTS, CommandRunner
 
 __all__ = [
     "HostInfo",
-    "HostLease",
     "KindHost",
     "check_docker",
     "connect_existing_host",
@@ -220,165 +213,3 @@ def connect_existing_host(kubeconfig: Path, context: str | None, timeout: float 
         ) from exc
     log.info("existing host answers, Kubernetes %s", version.git_version)
     return HostInfo("existing", context or "current-context", kubeconfig, context, False)
-
-
-@dataclass
-class _LeaseState:
-    users: int = 0
-    created: bool = False
-    deleted: bool = False
-    error: str | None = None
-    # vclusters left paused or kept on the host: deleting it would throw them away.
-    preserved: int = 0
-    created_by: str | None = None
-    create_seconds: float | None = None
-
-
-class HostLease:
-    """Shared ownership of the kind host among pytest processes (xdist workers).
-
-    ``state_dir`` must be the same directory for every process of a run: the base temp of the
-    xdist controller (which is the parent of each worker's base temp). The first process to
-    acquire creates the host if needed; a failure is recorded so that other workers fail fast
-    with the same message. ``release`` deletes the host when the last user leaves, but only
-    with ``may_delete`` (single process) and only if this run created it and it is not kept;
-    under xdist the controller calls :meth:`finalize` instead, after every worker is done.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        state_dir: Path,
-        runner_factory: Callable[[], CommandRunner] = CommandRunner,
-        docker_check: Callable[[], None] = check_docker,
-        *,
-        owner: str = "master",
-    ) -> None:
-        self.settings = settings
-        self.owner = owner
-        self.state_dir = state_dir
-        self.runner_factory = runner_factory
-        self.docker_check = docker_check
-        stem = f"pytest-vcluster-host-{settings.host_name}"
-        self.state_file = state_dir / f"{stem}.json"
-        self.lock = filelock.FileLock(str(state_dir / f"{stem}.lock"))
-
-    def _read(self) -> _LeaseState | None:
-        try:
-            data: dict[str, Any] = json.loads(self.state_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        return _LeaseState(**data)
-
-    def _write(self, state: _LeaseState) -> None:
-        write_private(self.state_file, json.dumps(asdict(state)))
-
-    def _kind_host(self) -> KindHost:
-        settings = self.settings
-        return KindHost(
-            self.runner_factory(),
-            find_tool("kind", settings.kind_binary),
-            settings.host_name,
-            self.state_dir,
-            node_image=settings.node_image,
-            timeout=settings.host_timeout,
-        )
-
-    def acquire(self) -> HostInfo:
-        """Make sure the host exists and count this process as a user of it."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with self.lock.acquire(timeout=self.settings.host_timeout + 120):
-            state = self._read()
-            host = self._kind_host()
-            if state is not None and state.error:
-                raise HostError(f"the kind host could not be created earlier: {state.error}")
-            if state is None or state.deleted:
-                state = _LeaseState()
-                try:
-                    self.docker_check()
-                    started = time.monotonic()
-                    state.created = host.ensure()
-                    if state.created:
-                        state.created_by = self.owner
-                        state.create_seconds = round(time.monotonic() - started, 1)
-                except (HostError, CommandError, ToolNotFoundError) as exc:
-                    self._write(_LeaseState(error=str(exc)))
-                    raise
-            elif not host.kubeconfig.exists():
-                host.export_kubeconfig()
-            state.users += 1
-            self._write(state)
-            return host.info(state.created)
-
-    def release(self, *, may_delete: bool, preserved: int = 0) -> bool:
-        """Stop using the host; delete it if this was the last user and it may go.
-
-        ``preserved`` counts the vclusters this process left paused or kept: a host holding
-        any is never deleted, or a later run could not resume them.
-        Returns True when the host was deleted.
-        """
-        with self.lock.acquire(timeout=self.settings.host_timeout + 120):
-            state = self._read()
-            if state is None:
-                return False
-            state.users = max(0, state.users - 1)
-            state.preserved += preserved
-            deleted = False
-            if may_delete and state.users == 0:
-                deleted = self._delete_if_ours(state)
-            self._write(state)
-            return deleted
-
-    def finalize(self) -> bool:
-        """Called once by the xdist controller at the end: delete the host if it is ours."""
-        if not self.state_file.exists():
-            return False
-        with self.lock.acquire(timeout=self.settings.host_timeout + 120):
-            state = self._read()
-            if state is None:
-                return False
-            deleted = self._delete_if_ours(state)
-            self._write(state)
-            return deleted
-
-    def outcome(self) -> str | None:
-        """One line on what this run did with the host, for the terminal summary."""
-        state = self._read()
-        if state is None:
-            return None
-        name = self.settings.host_name
-        if state.error:
-            return f"kind host {name!r}: could not be created: {state.error}"
-        if not state.created:
-            return f"kind host {name!r}: existed before the run; reused and left in place"
-        if state.deleted:
-            fate = "deleted at the end"
-        elif self.settings.keep_host:
-            fate = "kept (--vcluster-keep-host)"
-        elif state.preserved:
-            fate = f"kept: it holds {state.preserved} paused or kept vcluster(s)"
-        else:
-            fate = "not deleted yet"
-        return (
-            f"kind host {name!r}: created by {state.created_by} in {state.create_seconds}s, {fate}"
-        )
-
-    def _delete_if_ours(self, state: _LeaseState) -> bool:
-        if not state.created or state.deleted or self.settings.keep_host:
-            return False
-        if state.preserved:
-            log.warning(
-                "keeping kind host %s: it holds %d paused or kept vcluster(s); "
-                "remove it with `kind delete cluster --name %s`",
-                self.settings.host_name,
-                state.preserved,
-                self.settings.host_name,
-            )
-            return False
-        try:
-            self._kind_host().delete()
-        except VClusterError as exc:
-            log.warning("could not delete kind host %s: %s", self.settings.host_name, exc)
-            return False
-        state.deleted = True
-        return True

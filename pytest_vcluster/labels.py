@@ -18,7 +18,9 @@ __all__ = [
     "LABEL_RUN_ID",
     "LABEL_SLOT",
     "LABEL_SPEC_HASH",
+    "LABEL_STATE",
     "LABEL_WORKER",
+    "PRESERVED_STATES",
     "control_plane_selector",
     "label_value",
     "slot_label",
@@ -31,6 +33,10 @@ LABEL_WORKER = "pytest-vcluster/worker"
 LABEL_SPEC_HASH = "pytest-vcluster/spec-hash"
 LABEL_SLOT = "pytest-vcluster/slot"
 LABEL_NAME = "pytest-vcluster/name"
+#: ``active`` while a run uses the cluster; ``paused`` or ``kept`` once a teardown left it on
+#: the host on purpose (a reaper lists those and removes them only when asked).
+LABEL_STATE = "pytest-vcluster/state"
+PRESERVED_STATES = ("paused", "kept")
 ANNOTATION_TEST = "pytest-vcluster/test"
 
 _MAX_NAME = 40

@@ -24,9 +24,10 @@ from pytest_vcluster.chart import ChartRenderer
 from pytest_vcluster.config import CreateWith, Settings, TeardownMode
 from pytest_vcluster.connection import Connection
 from pytest_vcluster.drivers import ApiDriver, CliDriver, ObjectDriver
-from pytest_vcluster.errors import VClusterError, WaitTimeoutError
+from pytest_vcluster.errors import RunInterruptedError, VClusterError, WaitTimeoutError, api_error
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.host import HostInfo, host_api_client
+from pytest_vcluster.interrupts import interrupts
 from pytest_vcluster.labels import control_plane_selector, vcluster_name
 from pytest_vcluster.namespaces import HostNamespaces
 from pytest_vcluster.probes import (
@@ -40,7 +41,9 @@ from pytest_vcluster.probes import (
     service_account,
     wait_for,
 )
+from pytest_vcluster.reaper import ReapResult, reap
 from pytest_vcluster.runner import CommandRunner
+from pytest_vcluster.runs import RunLease
 from pytest_vcluster.spec import VClusterSpec
 from pytest_vcluster.stats import Stats
 from pytest_vcluster.waits import Deadline
@@ -96,6 +99,9 @@ class VClusterManager:
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _connections: dict[str, Connection] = field(default_factory=dict)
     _host_api: client.ApiClient | None = None
+    #: Every cluster this process made and has not finished with: name -> (namespace, state).
+    _made: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _run_lease: RunLease | None = None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -145,7 +151,50 @@ class VClusterManager:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         return directory
 
+    def _track(self, name: str, namespace: str, state: str | None) -> None:
+        with self._lock:
+            if state is None:
+                self._made.pop(name, None)
+            else:
+                self._made[name] = (namespace, state)
+
     # -- public API -----------------------------------------------------------------------
+
+    def start(self, *, reap_leftovers: bool) -> ReapResult | None:
+        """Record this run on the host (a renewed Lease) before it makes anything there;
+        with ``reap_leftovers``, delete what ended runs left behind first."""
+        lease = RunLease(self.host_api, self.run_id, self.worker)
+        lease.open()
+        self._run_lease = lease
+        if not reap_leftovers:
+            return None
+        try:
+            result = reap(self.host_api, preserved_older_than=self.settings.reap_preserved_after)
+        except VClusterError as exc:
+            log.warning("cannot reap the vclusters of ended runs: %s", exc)
+            return None
+        if result.removed or result.preserved:
+            log.warning("%s", result.summary())
+        return result
+
+    def leftovers(self) -> list[str]:
+        """What this process made and has not removed yet, and how to remove it."""
+        with self._lock:
+            made = dict(self._made)
+        if not made:
+            return []
+        lines = [f"namespace {namespace} ({state})" for namespace, state in made.values()]
+        names = " ".join(namespace for namespace, _ in made.values())
+        host = self.host
+        where = (
+            f"--host-kubeconfig {host.kubeconfig}"
+            + (f" --host-context {host.context}" if host.context else "")
+            if host.mode == "existing"
+            else f"--host-name {host.name}"
+        )
+        lines.append(f"remove them with: pytest-vcluster reap {where}")
+        lines.append(f"or: kubectl --kubeconfig {host.kubeconfig} delete namespace {names}")
+        return lines
 
     def create(
         self, spec: VClusterSpec, *, teardown_on_error: TeardownMode, prepared: bool = False
@@ -156,7 +205,9 @@ class VClusterManager:
         (as for a failed test) whether it is kept for inspection or removed. ``prepared``
         only marks the record of a cluster made ahead of its test.
         """
-        deadline = Deadline(spec.ready_timeout)
+        if interrupts.interrupted:
+            raise RunInterruptedError("not creating a vcluster: the run was interrupted")
+        deadline = Deadline(spec.ready_timeout, stop=interrupts.cancel)
         timer = PhaseTimer()
         reused = self.namespaces.claim_paused(spec.spec_hash, spec.slot, spec.test)
         if reused is not None:
@@ -166,6 +217,7 @@ class VClusterManager:
             name = self._next_name(spec)
             namespace = name
             event = "created"
+        self._track(name, namespace, "starting")
         try:
             if reused is not None:
                 pausing.resume(self.host_api, name, namespace)
@@ -188,14 +240,17 @@ class VClusterManager:
         except VClusterError as exc:
             self.stats.record("failed")
             log.warning("vcluster %s/%s failed to start: %s", namespace, name, exc)
-            self._cleanup_failed(name, namespace, teardown_on_error)
+            self._cleanup_failed(name, namespace, teardown_on_error, resumed=reused is not None)
             raise
         except Exception as exc:
             self.stats.record("failed")
-            self._cleanup_failed(name, namespace, teardown_on_error)
-            raise VClusterError(
-                f"vcluster {name} in {namespace} failed to start: {type(exc).__name__}: {exc}"
-            ) from exc
+            self._cleanup_failed(name, namespace, teardown_on_error, resumed=reused is not None)
+            raise api_error(f"vcluster {name} in {namespace} failed to start", exc) from exc
+        except BaseException:
+            # Ctrl-C while this thread waited: what it made goes before the run ends.
+            self._cleanup_failed(name, namespace, TeardownMode.DELETE, resumed=reused is not None)
+            raise
+        self._track(name, namespace, "in use")
         self._record_ready(handle, event, timer, prepared=prepared)
         log.info("vcluster %s/%s %s, ready in %.1fs", namespace, name, event, timer.elapsed)
         return handle
@@ -209,13 +264,21 @@ class VClusterManager:
         connection.close()
         started = time.monotonic()
         error: str | None = None
+        self._track(handle.name, handle.namespace, {
+            TeardownAction.DELETE: "deleting", TeardownAction.PAUSE: "pausing",
+            TeardownAction.KEEP: "in use",
+        }[action])  # fmt: skip
         try:
             if action is TeardownAction.DELETE:
                 self.delete(handle.name, handle.namespace)
             elif action is TeardownAction.PAUSE:
                 pausing.pause(self.host_api, handle.name, handle.namespace)
+                self.namespaces.mark(handle.namespace, "paused")
+                self._track(handle.name, handle.namespace, None)
                 self.stats.record("paused")
             else:
+                self.namespaces.mark(handle.namespace, "kept")
+                self._track(handle.name, handle.namespace, None)
                 self.stats.record("kept")
                 log.warning(
                     "kept vcluster %s in namespace %s; connect with "
@@ -229,10 +292,11 @@ class VClusterManager:
 
     def delete(self, name: str, namespace: str) -> None:
         """Delete the cluster's objects and namespace, and wait until the namespace is gone."""
-        deadline = Deadline(self.settings.delete_timeout)
+        deadline = Deadline(self.settings.delete_timeout, stop=interrupts.abandon)
         self._driver().delete_objects(name, namespace, deadline)
         self.namespaces.begin_delete(namespace)
         self.namespaces.wait_gone(namespace, deadline)
+        self._track(name, None, None)  # type: ignore[arg-type]
         self.stats.record("deleted")
 
     def pause(self, handle: VCluster) -> None:
@@ -244,13 +308,15 @@ class VClusterManager:
                 "@pytest.mark.vcluster(persistent=True) or vcluster_factory(persistent=True)"
             )
         pausing.pause(self.host_api, handle.name, handle.namespace)
+        self.namespaces.mark(handle.namespace, "paused")
         self.stats.record("paused")
 
     def resume(self, handle: VCluster, timeout: float | None = None) -> None:
         """Resume a paused vcluster and wait until it is ready again."""
-        deadline = Deadline(timeout or self.settings.ready_timeout)
+        deadline = Deadline(timeout or self.settings.ready_timeout, stop=interrupts.cancel)
         timer = PhaseTimer()
         pausing.resume(self.host_api, handle.name, handle.namespace)
+        self.namespaces.mark(handle.namespace, "active")
         timer.mark("scaled")
         wait_for(self._pod_probes(handle.name, handle.namespace), deadline, timer)
         wait_for(
@@ -280,12 +346,32 @@ class VClusterManager:
         )
 
     def close(self) -> None:
-        """Close every connection this manager opened (does not delete anything)."""
+        """Delete what no teardown took care of, close every connection, end the run lease.
+
+        Every cluster handed out is finished by its fixture before this runs; a cluster
+        still here was cut off from its owner (an interrupt between its creation and its
+        hand-over), so it is deleted.
+        """
         with self._lock:
             connections = list(self._connections.values())
             self._connections.clear()
+            stranded = [
+                (name, namespace)
+                for name, (namespace, state) in self._made.items()
+                if state in ("starting", "in use")
+            ]
         for connection in connections:
             connection.close()
+        for name, namespace in stranded:
+            if interrupts.abandon.is_set():
+                break
+            try:
+                self.delete(name, namespace)
+            except Exception as exc:  # noqa: BLE001 - listed as left over below
+                log.warning("cannot delete stranded vcluster %s: %s", name, exc)
+        if self._run_lease is not None:
+            self._run_lease.close()
+            self._run_lease = None
         if self._host_api is not None:
             self._host_api.close()  # type: ignore[no-untyped-call]
             self._host_api = None
@@ -357,15 +443,40 @@ class VClusterManager:
 
     # -- removal --------------------------------------------------------------------------
 
-    def _cleanup_failed(self, name: str, namespace: str, mode: TeardownMode) -> None:
+    def _cleanup_failed(
+        self, name: str, namespace: str, mode: TeardownMode, *, resumed: bool
+    ) -> None:
         with self._lock:
             connection = self._connections.pop(name, None)
         if connection is not None:
             connection.close()
+        with interrupts.shielded():
+            if resumed:
+                self._restore_paused(name, namespace)
+            else:
+                self._remove_failed(name, namespace, mode)
+
+    def _restore_paused(self, name: str, namespace: str) -> None:
+        # A paused cluster was left by someone on purpose: a failed resume puts it back as
+        # it was (paused) for a person to inspect, instead of deleting it.
+        try:
+            pausing.pause(self.host_api, name, namespace)
+            self.namespaces.mark(namespace, "paused")
+            self._track(name, namespace, None)
+            log.warning("resuming vcluster %s failed; paused again in %s", name, namespace)
+        except Exception as exc:  # noqa: BLE001 - the resume error is the one to report
+            log.warning("cannot pause vcluster %s again after its failed resume: %s", name, exc)
+
+    def _remove_failed(self, name: str, namespace: str, mode: TeardownMode) -> None:
         if decide_teardown(mode, failed=True) is TeardownAction.DELETE:
             try:
                 self.delete(name, namespace)
             except Exception as exc:  # noqa: BLE001 - the start error is the one to report
                 log.warning("cannot delete vcluster %s after its failed start: %s", name, exc)
         else:
+            try:
+                self.namespaces.mark(namespace, "kept")
+                self._track(name, namespace, None)
+            except Exception as exc:  # noqa: BLE001 - the start error is the one to report
+                log.info("cannot label vcluster %s kept: %s", name, exc)
             log.warning("setup of vcluster %s failed; kept in namespace %s", name, namespace)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from pytest_vcluster.errors import VClusterError
+from pytest_vcluster.errors import api_error
 from pytest_vcluster.labels import (
     ANNOTATION_TEST,
     LABEL_MANAGED,
@@ -22,6 +22,7 @@ from pytest_vcluster.labels import (
     LABEL_RUN_ID,
     LABEL_SLOT,
     LABEL_SPEC_HASH,
+    LABEL_STATE,
     LABEL_WORKER,
     label_value,
     slot_label,
@@ -29,11 +30,34 @@ from pytest_vcluster.labels import (
 from pytest_vcluster.pausing import is_paused
 from pytest_vcluster.waits import Deadline, wait_until
 
-__all__ = ["HostNamespaces"]
+__all__ = ["HostNamespaces", "begin_delete"]
 
 log = logging.getLogger(__name__)
 
 _API_TIMEOUT = 15.0
+
+
+def begin_delete(core: client.CoreV1Api, namespace: str) -> None:
+    """Ask for the namespace's deletion (everything in it goes with it).
+
+    Its pods are then removed without a grace period: a throwaway control plane has
+    nothing to shut down cleanly, and the 30 s default grace would otherwise keep the
+    namespace (and its memory and CPU) on the host for half a minute.
+    """
+    try:
+        core.delete_namespace(namespace, _request_timeout=_API_TIMEOUT)
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise api_error(f"cannot delete namespace {namespace}", exc) from exc
+    except Exception as exc:
+        raise api_error(f"cannot delete namespace {namespace}", exc) from exc
+    try:
+        core.delete_collection_namespaced_pod(
+            namespace, grace_period_seconds=0, _request_timeout=_API_TIMEOUT
+        )
+    except Exception as exc:  # noqa: BLE001 - the namespace's deletion removes them anyway
+        log.info("cannot force the pods of namespace %s away: %s", namespace, exc)
 
 
 @dataclass
@@ -64,23 +88,31 @@ class HostNamespaces:
         """Make the namespace; fails when it exists (names are unique per run)."""
         body = client.V1Namespace(
             metadata=client.V1ObjectMeta(
-                name=namespace, labels=dict(labels), annotations={ANNOTATION_TEST: test}
+                name=namespace,
+                labels={**labels, LABEL_STATE: "active"},
+                annotations={ANNOTATION_TEST: test},
             )
         )
         try:
             self.core.create_namespace(body, _request_timeout=_API_TIMEOUT)
-        except ApiException as exc:
-            raise VClusterError(
-                f"cannot create host namespace {namespace}: {exc.status} {exc.reason}"
-            ) from exc
+        except Exception as exc:
+            raise api_error(f"cannot create host namespace {namespace}", exc) from exc
+
+    def mark(self, namespace: str, state: str) -> None:
+        """Label the namespace ``active``, ``paused`` or ``kept`` (what reapers go by)."""
+        patch = {"metadata": {"labels": {LABEL_STATE: state}}}
+        try:
+            self.core.patch_namespace(namespace, patch, _request_timeout=_API_TIMEOUT)
+        except Exception as exc:
+            raise api_error(f"cannot label namespace {namespace} {state}", exc) from exc
 
     def record_test(self, namespace: str, test: str) -> None:
         """Note which test uses the cluster now (a prepared cluster taken by another test)."""
         patch = {"metadata": {"annotations": {ANNOTATION_TEST: test}}}
         try:
             self.core.patch_namespace(namespace, patch, _request_timeout=_API_TIMEOUT)
-        except ApiException as exc:
-            log.info("cannot annotate namespace %s: %s", namespace, exc.reason)
+        except Exception as exc:  # noqa: BLE001 - the annotation only helps people reading
+            log.info("cannot annotate namespace %s: %s", namespace, exc)
 
     def claim_paused(self, spec_hash: str, slot: str, test: str) -> tuple[str, str] | None:
         """Find a paused vcluster of this slot and spec and claim it for this run.
@@ -95,8 +127,8 @@ class HostNamespaces:
             namespaces = self.core.list_namespace(
                 label_selector=selector, _request_timeout=_API_TIMEOUT
             ).items
-        except ApiException as exc:
-            log.warning("cannot look for paused vclusters: %s", exc.reason)
+        except Exception as exc:  # noqa: BLE001 - without a list, a new cluster is made
+            log.warning("cannot look for paused vclusters: %s", exc)
             return None
         apps = client.AppsV1Api(self.api)
         for ns in namespaces:
@@ -108,8 +140,8 @@ class HostNamespaces:
                 continue
             try:
                 paused = is_paused(apps, name, meta.name)
-            except ApiException as exc:
-                log.warning("cannot tell whether %s is paused: %s", name, exc.reason)
+            except Exception as exc:  # noqa: BLE001 - a cluster we cannot inspect is not claimed
+                log.warning("cannot tell whether %s is paused: %s", name, exc)
                 continue
             if not paused:
                 continue
@@ -119,14 +151,15 @@ class HostNamespaces:
                     "labels": {
                         LABEL_RUN_ID: label_value(self.run_id),
                         LABEL_WORKER: label_value(self.worker),
+                        LABEL_STATE: "active",
                     },
                     "annotations": {ANNOTATION_TEST: test},
                 }
             }
             try:
                 self.core.patch_namespace(meta.name, patch, _request_timeout=_API_TIMEOUT)
-            except ApiException as exc:
-                log.info("paused vcluster %s taken by someone else: %s", name, exc.reason)
+            except Exception as exc:  # noqa: BLE001 - 409: another run claimed it first
+                log.info("paused vcluster %s taken by someone else: %s", name, exc)
                 continue
             return name, meta.name
         return None
@@ -135,7 +168,7 @@ class HostNamespaces:
         """The last warning (else any) events of a namespace, for error messages."""
         try:
             events = self.core.list_namespaced_event(namespace, _request_timeout=_API_TIMEOUT).items
-        except ApiException:
+        except Exception:  # noqa: BLE001 - events only decorate an error message
             return ""
         events = [e for e in events if e.type == "Warning"] or events
         events.sort(key=lambda e: str(e.last_timestamp or e.event_time or ""))
@@ -143,26 +176,8 @@ class HostNamespaces:
         return (" | events: " + " / ".join(tail)) if tail else ""
 
     def begin_delete(self, namespace: str) -> None:
-        """Ask for the namespace's deletion (everything in it goes with it).
-
-        Its pods are then removed without a grace period: a throwaway control plane has
-        nothing to shut down cleanly, and the 30 s default grace would otherwise keep the
-        namespace (and its memory and CPU) on the host for half a minute.
-        """
-        try:
-            self.core.delete_namespace(namespace, _request_timeout=_API_TIMEOUT)
-        except ApiException as exc:
-            if exc.status == 404:
-                return
-            raise VClusterError(
-                f"cannot delete namespace {namespace}: {exc.status} {exc.reason}"
-            ) from exc
-        try:
-            self.core.delete_collection_namespaced_pod(
-                namespace, grace_period_seconds=0, _request_timeout=_API_TIMEOUT
-            )
-        except ApiException as exc:
-            log.info("cannot force the pods of namespace %s away: %s", namespace, exc.reason)
+        """Ask for the namespace's deletion (see :func:`begin_delete`)."""
+        begin_delete(self.core, namespace)
 
     def wait_gone(self, namespace: str, deadline: Deadline) -> None:
         """Wait until the namespace no longer exists."""

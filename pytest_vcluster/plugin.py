@@ -22,21 +22,17 @@ from typing import Any
 import pytest
 
 from pytest_vcluster.config import OPTIONS, Settings, resolve_settings
-from pytest_vcluster.errors import ConfigError
+from pytest_vcluster.errors import CommandError, ConfigError, HostError, ToolNotFoundError
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.host import HostInfo
+from pytest_vcluster.hostleases import default_state_root
+from pytest_vcluster.hosts import Host, make_host
+from pytest_vcluster.interrupts import interrupts
 from pytest_vcluster.lifecycle import VClusterManager
 from pytest_vcluster.markers import MARKER_HELP, MarkerArgs, parse_marker
 from pytest_vcluster.pool import ClusterPool, Upcoming
 from pytest_vcluster.report import header_lines
-from pytest_vcluster.session import (
-    VClusterFactory,
-    WorkerPool,
-    finalize_host,
-    host_outcome,
-    host_session,
-    host_state_dir,
-)
+from pytest_vcluster.session import VClusterFactory, WorkerPool
 from pytest_vcluster.spec import ClusterRequest, VClusterSpec
 from pytest_vcluster.stats import Stats
 from pytest_vcluster.values import deep_merge
@@ -46,13 +42,16 @@ __all__ = [
     "pytest_addoption",
     "pytest_collection_modifyitems",
     "pytest_configure",
+    "pytest_configure_node",
     "pytest_generate_tests",
     "pytest_report_header",
     "pytest_runtest_makereport",
     "pytest_runtest_protocol",
     "pytest_sessionfinish",
+    "pytest_sessionstart",
     "pytest_terminal_summary",
     "pytest_testnodedown",
+    "pytest_unconfigure",
     "vcluster",
     "vcluster_factory",
     "vcluster_host",
@@ -63,6 +62,9 @@ __all__ = [
 ]
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
+HOST_KEY = pytest.StashKey[Host]()
+RUN_ID_KEY = pytest.StashKey[str]()
+MANAGERS_KEY = pytest.StashKey[list[VClusterManager]]()
 STATS_KEY = pytest.StashKey[Stats]()
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 #: Per item: the cluster request resolved at collection, and the spec predicted from it.
@@ -110,11 +112,23 @@ def _worker_id(config: pytest.Config) -> str:
     return str(workerinput["workerid"]) if workerinput else "master"
 
 
-def _run_id(config: pytest.Config) -> str:
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    # What pytest-xdist itself checks: any distribution mode, however it was asked for
+    # (-n, --dist with --tx), makes this process the controller.
+    return not _is_xdist_worker(config) and getattr(config.option, "dist", "no") != "no"
+
+
+def _new_run_id(config: pytest.Config) -> str:
     workerinput: Mapping[str, Any] | None = getattr(config, "workerinput", None)
-    if workerinput and workerinput.get("testrunuid"):
-        return str(workerinput["testrunuid"])
+    if workerinput:
+        for key in ("vcluster_run_id", "testrunuid"):
+            if workerinput.get(key):
+                return str(workerinput[key])
     return uuid.uuid4().hex
+
+
+def _run_id(config: pytest.Config) -> str:
+    return config.stash[RUN_ID_KEY]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -132,11 +146,57 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-vcluster: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
     config.stash[STATS_KEY] = Stats()
+    config.stash[RUN_ID_KEY] = run_id = _new_run_id(config)
+    managers: list[VClusterManager] = []
+    config.stash[MANAGERS_KEY] = managers
+    config.stash[HOST_KEY] = make_host(
+        settings,
+        state_root=settings.state_dir or default_state_root(os.environ),
+        run_id=run_id,
+        worker=_worker_id(config),
+    )
+
+    def stop_run(reason: str) -> None:
+        session = getattr(config, "_vcluster_session", None)
+        if session is not None:
+            session.shouldstop = reason
+
+    def leftovers() -> list[str]:
+        return [line for manager in managers for line in manager.leftovers()]
+
+    interrupts.install(stop_run=stop_run, leftovers=leftovers)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Give SIGINT and SIGTERM back."""
+    del config
+    interrupts.uninstall()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """xdist controller: every worker labels its clusters with the controller's run id."""
+    workerinput: dict[str, Any] | None = getattr(node, "workerinput", None)
+    config: pytest.Config | None = getattr(node, "config", None)
+    if workerinput is not None and config is not None:
+        workerinput["vcluster_run_id"] = config.stash[RUN_ID_KEY]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The xdist controller holds the host for its workers until every one is done."""
+    config = session.config
+    config._vcluster_session = session  # type: ignore[attr-defined]
+    if _is_xdist_controller(config) and not config.option.collectonly:
+        try:
+            config.stash[HOST_KEY].hold()
+        except HostError as exc:
+            raise pytest.UsageError(f"pytest-vcluster: {exc}") from None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Show the host and the tool versions in effect."""
-    return header_lines(config.stash[SETTINGS_KEY])
+    host = config.stash[HOST_KEY]
+    return header_lines(config.stash[SETTINGS_KEY], host.header_line(), host.tools)
 
 
 # -- collection: marker validation and the version matrix ----------------------------------
@@ -312,13 +372,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         if stats is not None:
             config.workeroutput["vcluster_stats"] = stats.to_dict()  # type: ignore[attr-defined]
         return
-    factory = getattr(config, "_tmp_path_factory", None)  # the same object xdist uses
-    if settings is None or factory is None or config.option.collectonly:
+    if settings is None or config.option.collectonly:
         return
+    if _is_xdist_controller(config):
+        with interrupts.shielded():
+            config.stash[HOST_KEY].release()
     if settings.records is not None and stats is not None:
         stats.write(settings.records)
-    if getattr(config.option, "numprocesses", None) and not settings.existing_host:
-        finalize_host(settings, host_state_dir(factory.getbasetemp(), is_xdist_worker=False))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -338,15 +398,19 @@ def pytest_terminal_summary(
     if stats is None or stats.empty:
         return
     terminalreporter.write_sep("-", "pytest-vcluster")
-    settings = config.stash.get(SETTINGS_KEY, None)
-    factory = getattr(config, "_tmp_path_factory", None)
-    if settings is not None and factory is not None:
-        state_dir = host_state_dir(factory.getbasetemp(), is_xdist_worker=False)
-        host_line = host_outcome(settings, state_dir)
-        if host_line:
-            terminalreporter.write_line(host_line)
+    host = config.stash.get(HOST_KEY, None)
+    host_line = host.summary_line() if host is not None else None
+    if host_line:
+        terminalreporter.write_line(host_line)
     for line in stats.summary_lines():
         terminalreporter.write_line(line)
+    if interrupts.interrupted:
+        how = (
+            "stopped waiting (the list of what is left was printed above)"
+            if interrupts.abandon.is_set()
+            else "tore down every vcluster this run made, each by its teardown mode"
+        )
+        terminalreporter.write_line(f"interrupted by {interrupts.signal_name}: {how}")
 
 
 # -- fixtures --------------------------------------------------------------------------------
@@ -364,18 +428,26 @@ def vcluster_host(
     tmp_path_factory: pytest.TempPathFactory,
     vcluster_settings: Settings,
 ) -> Iterator[HostInfo]:
-    """The host cluster: a kind cluster shared by all workers, or the existing cluster."""
-    worker = _is_xdist_worker(pytestconfig)
-    state_dir = host_state_dir(tmp_path_factory.getbasetemp(), is_xdist_worker=worker)
-    stats = pytestconfig.stash[STATS_KEY]
-    with host_session(
-        vcluster_settings,
-        state_dir,
-        is_xdist_worker=worker,
-        preserved=stats.preserved,
-        owner=_worker_id(pytestconfig),
-    ) as host:
-        yield host
+    """The host cluster: a kind cluster shared by all workers, or the existing cluster.
+
+    When it cannot be had, every test that needs it errors with the same one line: the
+    error is raised once per process and pytest re-raises it for the others.
+    """
+    del tmp_path_factory, vcluster_settings
+    host = pytestconfig.stash[HOST_KEY]
+    failure: str | None = None
+    try:
+        info = host.acquire()
+    except (HostError, ToolNotFoundError, CommandError) as exc:
+        failure = f"pytest-vcluster: {exc}"
+    if failure is not None:
+        # Outside the except block, so the report is this one line and not a chain.
+        pytest.fail(failure, pytrace=False)
+    try:
+        yield info
+    finally:
+        with interrupts.shielded():
+            host.release()
 
 
 @pytest.fixture(scope="session")
@@ -395,8 +467,20 @@ def _vcluster_manager(
         workdir=workdir,
         stats=pytestconfig.stash[STATS_KEY],
     )
-    yield manager
-    manager.close()
+    managers = pytestconfig.stash[MANAGERS_KEY]
+    managers.append(manager)
+    try:
+        # One process per run reaps (under xdist the first worker); it is idempotent anyway.
+        reaped = manager.start(
+            reap_leftovers=vcluster_settings.reap and _worker_id(pytestconfig) in ("master", "gw0")
+        )
+        if reaped is not None and (reaped.removed or reaped.preserved or reaped.errors):
+            pytestconfig.stash[STATS_KEY].note(reaped.summary())
+        yield manager
+    finally:
+        with interrupts.shielded():
+            manager.close()
+        managers.remove(manager)
 
 
 @pytest.fixture(scope="session")

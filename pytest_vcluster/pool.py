@@ -17,13 +17,14 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from pytest_vcluster.config import TeardownMode
 from pytest_vcluster.errors import VClusterError
 from pytest_vcluster.handle import VCluster
+from pytest_vcluster.interrupts import interrupts
 from pytest_vcluster.lifecycle import TeardownAction
 from pytest_vcluster.spec import VClusterSpec
 
@@ -82,6 +83,8 @@ class ClusterPool:
     _preparations: dict[str, _Preparation] = field(default_factory=dict)
     _failures: dict[str, int] = field(default_factory=dict)
     _teardowns: list[concurrent.futures.Future[None]] = field(default_factory=list)
+    # Preparations a test stopped waiting for (Ctrl-C): nobody else owns their clusters.
+    _stranded: list[_Preparation] = field(default_factory=list)
     # Reentrant: a future that is done already runs its callback (which locks) at once.
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _closed: bool = False
@@ -102,7 +105,7 @@ class ClusterPool:
         The first entry of :attr:`upcoming` is the test about to run: it takes its cluster
         with :meth:`take`, so only the entries after it are prepared here.
         """
-        if self.lookahead <= 0 or self._closed:
+        if self.lookahead <= 0 or self._closed or interrupts.interrupted:
             return
         entries = list(self.upcoming())
         wanted = [(nodeid, spec) for nodeid, spec in entries[1:] if spec is not None]
@@ -160,7 +163,11 @@ class ClusterPool:
         if preparation is not None and not preparation.future.cancel():
             try:
                 handle = preparation.future.result()
-            except VClusterError as exc:
+            except BaseException as exc:
+                if not isinstance(exc, VClusterError):
+                    with self._lock:
+                        self._stranded.append(preparation)
+                    raise
                 raise VClusterError(
                     f"the vcluster prepared ahead for this test failed: {exc}"
                 ) from exc
@@ -184,29 +191,43 @@ class ClusterPool:
         """Delete the clusters nobody took and wait for every teardown to end."""
         with self._lock:
             self._closed = True
-            preparations = list(self._preparations.values())
+            preparations = [*self._preparations.values(), *self._stranded]
             self._preparations.clear()
-        # Cancel everything not started first, or the executor starts it once a slot frees.
-        started = [p for p in preparations if not p.future.cancel()]
-        for preparation in started:
-            try:
-                handle = preparation.future.result()
-            except Exception as exc:  # noqa: BLE001 - nobody waits for this cluster any more
-                log.info("a cluster prepared for %s failed: %s", preparation.nodeid, exc)
-                continue
-            self._teardowns.append(
-                self._reapers.submit(self.manager.finish, handle, TeardownAction.DELETE)
-            )
-        self._creators.shutdown(wait=True)
-        for teardown in self._teardowns:
-            try:
-                teardown.result()
-            except Exception as exc:  # noqa: BLE001 - finish records its own errors
-                log.warning("a background teardown failed: %s", exc)
-        self._reapers.shutdown(wait=True)
+            self._stranded.clear()
+        with interrupts.shielded():
+            # Cancel everything not started first, or the executor starts it once a slot frees.
+            started = [p for p in preparations if not p.future.cancel()]
+            _wait_all([p.future for p in started])
+            for preparation in started:
+                if not preparation.future.done():
+                    continue  # the run stopped waiting: reported as left over
+                error = preparation.future.exception()
+                if error is not None:
+                    log.info("a cluster prepared for %s failed: %s", preparation.nodeid, error)
+                    continue
+                self._teardowns.append(
+                    self._reapers.submit(
+                        self.manager.finish, preparation.future.result(), TeardownAction.DELETE
+                    )
+                )
+            _wait_all(self._teardowns)
+            for teardown in self._teardowns:
+                error = teardown.exception() if teardown.done() else None
+                if error is not None:
+                    log.warning("a background teardown failed: %s", error)
+        abandoned = interrupts.abandon.is_set()
+        self._creators.shutdown(wait=not abandoned, cancel_futures=abandoned)
+        self._reapers.shutdown(wait=not abandoned, cancel_futures=abandoned)
 
     @property
     def pending(self) -> int:
         """Clusters prepared (or being prepared) and not taken yet."""
         with self._lock:
             return len(self._preparations)
+
+
+def _wait_all(futures: Iterable[concurrent.futures.Future[Any]]) -> None:
+    """Wait for every future, polling so that a second Ctrl-C can stop the wait."""
+    pending = {future for future in futures if not future.done()}
+    while pending and not interrupts.abandon.is_set():
+        _, pending = concurrent.futures.wait(pending, timeout=0.25)

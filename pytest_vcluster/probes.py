@@ -42,14 +42,22 @@ __all__ = [
 _API_TIMEOUT = 15.0
 # vcluster labels its CoreDNS "vcluster-kube-dns"; plain clusters use "kube-dns".
 COREDNS_SELECTOR = "k8s-app in (vcluster-kube-dns,kube-dns)"
-#: Waiting reasons a pod does not leave without someone changing it.
+#: Waiting reasons a pod does not leave without someone changing it. CrashLoopBackOff counts at
+#: its first sighting: healthy starts on the offline stack (control plane, its init container,
+#: CoreDNS) showed no restart at all, and waiting for more restarts costs about a minute of
+#: kubelet back-off for a start that fails anyway.
 TERMINAL_REASONS = frozenset(
-    {"ErrImageNeverPull", "InvalidImageName", "ImagePullBackOff", "CreateContainerConfigError"}
+    {
+        "ErrImageNeverPull",
+        "InvalidImageName",
+        "ImagePullBackOff",
+        "CreateContainerConfigError",
+        "CrashLoopBackOff",
+    }
 )
-#: A container restarting this often while still failing is crashing, not starting slowly.
-_CRASH_RESTARTS = 3
-#: Seconds a pod may stay unschedulable: a teardown running in the background may free room.
-UNSCHEDULABLE_GRACE = 60.0
+#: Seconds a pod may stay unschedulable: a teardown running in the background may free room
+#: within a few seconds, but not later than the 15 s in which a failed start should be told.
+UNSCHEDULABLE_GRACE = 15.0
 
 
 @dataclass
@@ -136,24 +144,69 @@ def describe_pods(pods: Sequence[client.V1Pod]) -> str:
     return "; ".join(parts)
 
 
+def _termination(
+    cs: client.V1ContainerStatus,
+) -> tuple[client.V1ContainerStateTerminated | None, bool]:
+    """The container's current termination, else its last one; and whether it is the last one."""
+    current = cs.state.terminated if cs.state else None
+    if current is not None:
+        return current, False
+    last = cs.last_state.terminated if cs.last_state else None
+    return last, last is not None
+
+
+def _describe_exit(terminated: client.V1ContainerStateTerminated) -> str:
+    """``Error, exit code 1: message`` from a terminated state."""
+    text = f"{terminated.reason or 'terminated'}, exit code {terminated.exit_code}"
+    message = (terminated.message or "").strip()
+    return f"{text}: {message[:300]}" if message else text
+
+
+def _stuck_container(cs: client.V1ContainerStatus, *, deleting: bool) -> str | None:
+    """What makes this container fail the start (``is REASON ...``, ``exited: ...``), if any."""
+    waiting = cs.state.waiting if cs.state else None
+    terminated, _ = _termination(cs)
+    if waiting is not None and waiting.reason in TERMINAL_REASONS:
+        text = f"is {waiting.reason}"
+        if terminated is not None:
+            text += f" (last exit: {_describe_exit(terminated)})"
+        message = (waiting.message or "").strip()
+        return text + (f": {message[:300]}" if message else "")
+    # A pod being deleted has its containers killed on purpose: those exits are no crash. A
+    # container that exited 0 (an init container's "Completed") is fine or, restarting over
+    # and over, shows up as CrashLoopBackOff above.
+    if terminated is not None and terminated.exit_code != 0 and not deleting:
+        return f"exited: {_describe_exit(terminated)}"
+    return None
+
+
 def raise_if_stuck(pods: Sequence[client.V1Pod], what: str) -> None:
-    """Raise :class:`StartFailedError` when a pod is in a state it will not leave alone."""
+    """Raise :class:`StartFailedError` when a pod is in a state it will not leave alone.
+
+    Those are the :data:`TERMINAL_REASONS` and a container that exited with a non-zero code,
+    now or before its last restart: healthy starts do not restart, so the first crash fails.
+    The message names the pod, the container, the reason and exit code, and where a container
+    ran, the command that shows its output.
+    """
     for pod in pods:
         status = pod.status
         if status is None:
             continue
+        metadata = pod.metadata
+        deleting = bool(metadata and metadata.deletion_timestamp)
         statuses = (status.init_container_statuses or []) + (status.container_statuses or [])
         for cs in statuses:
-            waiting = cs.state.waiting if cs.state else None
-            if waiting is None or not waiting.reason:
+            problem = _stuck_container(cs, deleting=deleting)
+            if problem is None:
                 continue
-            crashing = waiting.reason == "CrashLoopBackOff" and cs.restart_count >= _CRASH_RESTARTS
-            if waiting.reason in TERMINAL_REASONS or crashing:
-                name = pod.metadata.name if pod.metadata else "?"
-                raise StartFailedError(
-                    f"{what}: pod {name} container {cs.name} is {waiting.reason}: "
-                    f"{(waiting.message or '').strip()[:300]}"
-                )
+            name = metadata.name if metadata and metadata.name else "?"
+            text = f"{what}: pod {name} container {cs.name} {problem}"
+            terminated, previous = _termination(cs)
+            if terminated is not None:
+                namespace = f"-n {metadata.namespace} " if metadata and metadata.namespace else ""
+                logs = f"kubectl logs {namespace}{name} -c {cs.name}"
+                text += f"; its output: `{logs}{' --previous' if previous else ''}`"
+            raise StartFailedError(text)
 
 
 def _live_pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[client.V1Pod]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pytest_vcluster.config import Settings, describe
 from pytest_vcluster.errors import ToolNotFoundError, VClusterError
 from pytest_vcluster.runner import CommandRunner, find_tool
@@ -29,22 +31,15 @@ def tool_version(tool: str, configured: str | None, runner: CommandRunner | None
     return f"{tool}: {text[0] if text else 'unknown version'}"
 
 
-def header_lines(settings: Settings) -> list[str]:
-    """Lines for ``pytest_report_header``."""
-    if settings.existing_host:
-        host = (
-            f"existing host, kubeconfig {settings.host_kubeconfig}, "
-            f"context {settings.host_context or '(current)'}"
-        )
-    else:
-        image = settings.node_image or "kind default"
-        keep = ", kept at exit" if settings.keep_host else ""
-        host = f"kind host {settings.host_name!r} (node image: {image}{keep})"
-    tools = [("vcluster", settings.vcluster_binary), ("helm", settings.helm_binary)]
-    if not settings.existing_host:
-        tools.insert(0, ("kind", settings.kind_binary))
-    lines = [f"vcluster: {host}"]
-    lines.append("vcluster tools: " + "; ".join(tool_version(t, c) for t, c in tools))
+def header_lines(settings: Settings, host_line: str, tools: Sequence[str]) -> list[str]:
+    """Lines for ``pytest_report_header``: the host, the ``tools`` it needs, the settings."""
+    configured = {
+        "kind": settings.kind_binary,
+        "vcluster": settings.vcluster_binary,
+        "helm": settings.helm_binary,
+    }
+    lines = [f"vcluster: {host_line}"]
+    lines.append("vcluster tools: " + "; ".join(tool_version(t, configured[t]) for t in tools))
     summary = describe(settings)
     if summary:
         lines.append(f"vcluster settings: {summary}")

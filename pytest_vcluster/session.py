@@ -1,4 +1,4 @@
-"""Per-process building blocks behind the fixtures: host lifetime, worker pool, factory.
+"""Per-process building blocks behind the fixtures: the worker pool and the factory.
 
 These glue :mod:`~pytest_vcluster.host` and :mod:`~pytest_vcluster.lifecycle` together the way
 the fixtures need them, without importing pytest, so ``plugin.py`` stays wiring only.
@@ -6,16 +6,15 @@ the fixtures need them, without importing pytest, so ``plugin.py`` stays wiring 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_vcluster.config import Settings, TeardownMode
 from pytest_vcluster.handle import VCluster
-from pytest_vcluster.host import HostInfo, HostLease, connect_existing_host
+from pytest_vcluster.interrupts import interrupts
 from pytest_vcluster.lifecycle import VClusterManager, decide_teardown
 from pytest_vcluster.markers import check_persistent, check_timeout, check_values
 from pytest_vcluster.pool import ClusterPool
@@ -23,63 +22,9 @@ from pytest_vcluster.spec import ClusterRequest, make_spec, may_pause
 from pytest_vcluster.stats import Stats
 from pytest_vcluster.versions import KubeVersion, parse_version
 
-__all__ = [
-    "VClusterFactory",
-    "WorkerPool",
-    "finalize_host",
-    "host_session",
-    "host_state_dir",
-]
+__all__ = ["VClusterFactory", "WorkerPool"]
 
 log = logging.getLogger(__name__)
-
-
-def host_state_dir(basetemp: Path, *, is_xdist_worker: bool) -> Path:
-    """The directory every process of one run shares for the host lock and state.
-
-    An xdist worker's base temp is ``<controller base temp>/<worker id>``, so its parent is
-    the controller's base temp; a process without xdist uses its own base temp.
-    """
-    return basetemp.parent if is_xdist_worker else basetemp
-
-
-@contextlib.contextmanager
-def host_session(
-    settings: Settings,
-    state_dir: Path,
-    *,
-    is_xdist_worker: bool,
-    preserved: Callable[[], int] = lambda: 0,
-    owner: str = "master",
-) -> Iterator[HostInfo]:
-    """Acquire the host for this process; release it (and maybe delete it) afterwards.
-
-    ``preserved`` tells, at release, how many vclusters this process left paused or kept.
-    """
-    if settings.host_kubeconfig is not None:
-        yield connect_existing_host(settings.host_kubeconfig, settings.host_context)
-        return
-    lease = HostLease(settings, state_dir, owner=owner)
-    info = lease.acquire()
-    try:
-        yield info
-    finally:
-        # Under xdist the controller deletes the host once every worker is done.
-        lease.release(may_delete=not is_xdist_worker, preserved=preserved())
-
-
-def host_outcome(settings: Settings, state_dir: Path) -> str | None:
-    """What this run did with the kind host (None for an existing host or no host used)."""
-    if settings.existing_host:
-        return None
-    return HostLease(settings, state_dir).outcome()
-
-
-def finalize_host(settings: Settings, state_dir: Path) -> bool:
-    """At the end of an xdist run (controller): delete the kind host if this run created it."""
-    if settings.existing_host:
-        return False
-    return HostLease(settings, state_dir).finalize()
 
 
 @dataclass
@@ -117,8 +62,9 @@ class WorkerPool:
     def close(self, *, failed: bool) -> None:
         """Tear every shared vcluster down according to ``--vcluster-teardown``."""
         action = decide_teardown(self.settings.teardown, failed)
-        for handle in self._handles.values():
-            self.manager.finish(handle, action)
+        with interrupts.shielded():
+            for handle in self._handles.values():
+                self.manager.finish(handle, action)
         self._handles.clear()
 
 
@@ -179,6 +125,7 @@ class VClusterFactory:
     def close(self, *, failed: bool) -> None:
         """Tear down every vcluster this factory made, newest first, in the background."""
         action = decide_teardown(self.teardown_mode, failed)
-        for handle in reversed(self.created):
-            self.pool.release(handle, action)
+        with interrupts.shielded():
+            for handle in reversed(self.created):
+                self.pool.release(handle, action)
         self.created.clear()

@@ -39,6 +39,7 @@ class Stats:
     clusters: list[dict[str, Any]] = field(default_factory=list)
     setups: list[dict[str, Any]] = field(default_factory=list)
     teardowns: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, event: str, ready_seconds: float | None = None) -> None:
@@ -74,9 +75,10 @@ class Stats:
                 {"name": name, "action": action, "seconds": round(seconds, 3), "error": error}
             )
 
-    def preserved(self) -> int:
-        """vclusters left on the host by pause or keep teardowns."""
-        return self.counts["paused"] + self.counts["kept"]
+    def note(self, line: str) -> None:
+        """A line for the terminal summary (e.g. what the reaper removed)."""
+        with self._lock:
+            self.notes.append(line)
 
     def merge(self, data: dict[str, Any]) -> None:
         """Add the output of :meth:`to_dict` from another process."""
@@ -86,6 +88,7 @@ class Stats:
             self.clusters.extend(data.get("clusters", []))
             self.setups.extend(data.get("setups", []))
             self.teardowns.extend(data.get("teardowns", []))
+            self.notes.extend(str(line) for line in data.get("notes", []))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy (xdist sends it from workers to the controller)."""
@@ -96,6 +99,7 @@ class Stats:
                 "clusters": list(self.clusters),
                 "setups": list(self.setups),
                 "teardowns": list(self.teardowns),
+                "notes": list(self.notes),
             }
 
     def write(self, path: Path) -> None:
@@ -106,14 +110,14 @@ class Stats:
     @property
     def empty(self) -> bool:
         """True when nothing was recorded."""
-        return not self.counts and not self.setups
+        return not self.counts and not self.setups and not self.notes
 
     def summary_lines(self) -> list[str]:
         """Lines for the terminal summary."""
         if self.empty:
             return []
         counts = ", ".join(f"{event} {self.counts[event]}" for event in EVENTS)
-        lines = [f"vclusters: {counts}"]
+        lines = [*self.notes, f"vclusters: {counts}"]
         if self.ready_seconds:
             lines.append(
                 "create/resume to ready: "

@@ -7,11 +7,12 @@ raises :class:`~pytest_vcluster.errors.WaitTimeoutError` with the last descripti
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pytest_vcluster.errors import StartFailedError, WaitTimeoutError
+from pytest_vcluster.errors import RunInterruptedError, StartFailedError, WaitTimeoutError
 
 __all__ = ["Deadline", "Probe", "wait_until"]
 
@@ -20,10 +21,14 @@ Probe = Callable[[], tuple[bool, str]]
 
 @dataclass
 class Deadline:
-    """A point in (monotonic) time shared by the steps of one longer operation."""
+    """A point in (monotonic) time shared by the steps of one longer operation.
+
+    ``stop``, once set, ends every wait on this deadline early (the run was interrupted).
+    """
 
     seconds: float
     clock: Callable[[], float] = time.monotonic
+    stop: threading.Event | None = None
     started: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -44,6 +49,11 @@ class Deadline:
         """True once no time is left."""
         return self.remaining <= 0
 
+    @property
+    def stopped(self) -> bool:
+        """True once the run asked every wait to end."""
+        return self.stop is not None and self.stop.is_set()
+
 
 def wait_until(
     awaited: str,
@@ -57,10 +67,15 @@ def wait_until(
 
     Exceptions from the probe count as "not yet" (the API may not answer during start-up)
     and their text becomes the last-seen state, except :class:`StartFailedError`, which
-    ends the wait at once.
+    ends the wait at once. A stopped deadline raises
+    :class:`~pytest_vcluster.errors.RunInterruptedError`.
     """
     seen = "nothing yet"
     while True:
+        if deadline.stopped:
+            raise RunInterruptedError(
+                f"stopped waiting for {awaited}: the run was interrupted; last seen: {seen}"
+            )
         try:
             done, seen = probe()
         except StartFailedError:
@@ -71,4 +86,7 @@ def wait_until(
             return seen
         if deadline.expired:
             raise WaitTimeoutError(awaited, deadline.seconds, seen)
-        sleep(min(interval, max(deadline.remaining, 0.01)))
+        if deadline.stop is not None:
+            deadline.stop.wait(min(interval, max(deadline.remaining, 0.01)))
+        else:
+            sleep(min(interval, max(deadline.remaining, 0.01)))

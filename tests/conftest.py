@@ -27,3 +27,15 @@ def fake_tool(tmp_path: Path) -> FakeTool:
         return path
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _private_state_dir(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Machine-wide host leases of the fast tiers go to a temporary directory; the e2e tier
+    uses the real default, as users do."""
+    if request.node.get_closest_marker("e2e") is None:
+        monkeypatch.setenv("PYTEST_VCLUSTER_STATE_DIR", str(tmp_path_factory.mktemp("state")))

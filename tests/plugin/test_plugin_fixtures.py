@@ -8,6 +8,7 @@ down, so no host or cluster is touched. Errors that must come before anything is
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 
@@ -263,15 +264,19 @@ def test_missing_tool_fails_before_anything_is_created(
     monkeypatch.setenv("PATH", str(empty))
     pytester.makepyfile(
         """
-        def test_needs_cluster(vcluster):
+        import pytest
+
+        @pytest.mark.parametrize("i", range(3))
+        def test_needs_cluster(vcluster, i):
             pass
         """
     )
     result = pytester.runpytest()
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(
-        ["*ToolNotFoundError: kind not found ('kind' is not on PATH=*). Install kind*"]
-    )
+    result.assert_outcomes(errors=3)
+    # One line per test, the same each time, and no traceback.
+    line = "pytest-vcluster: kind not found ('kind' is not on PATH=*). Install kind*"
+    assert len([x for x in result.outlines if fnmatch.fnmatch(x, line)]) == 3
+    assert not any("Traceback" in x or "host.py" in x for x in result.outlines)
 
 
 def test_unreachable_existing_host_is_a_clear_error(pytester: pytest.Pytester) -> None:
@@ -303,7 +308,7 @@ def test_unreachable_existing_host_is_a_clear_error(pytester: pytest.Pytester) -
     )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        [f"*HostError: host cluster from {kubeconfig} (context gone) is unreachable: *"]
+        [f"pytest-vcluster: host cluster from {kubeconfig} (context gone) is unreachable: *"]
     )
 
 

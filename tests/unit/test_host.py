@@ -1,18 +1,25 @@
-"""The kind host and its lease among processes, driven by a fake ``kind`` executable."""
+"""The kind host shared by processes through machine-wide leases, driven by a fake ``kind``."""
 
 from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import FakeTool
 
 from pytest_vcluster.config import Settings
 from pytest_vcluster.errors import CommandError, HostError
-from pytest_vcluster.host import HostLease, check_docker, kind_config, write_private
+from pytest_vcluster.host import check_docker, kind_config, write_private
+from pytest_vcluster.hosts import ExistingHost, SharedKindHost, make_host
+from pytest_vcluster.procs import ProcessId, start_time
+from pytest_vcluster.runner import CommandRunner
 
 FAKE_KIND = """
 state_path = os.environ["FAKE_KIND_STATE"]
@@ -72,14 +79,56 @@ def docker_ok() -> None:
     pass
 
 
-def lease(kind: FakeKind, state_dir: Path, **settings: object) -> HostLease:
+@pytest.fixture
+def other_process() -> Iterator[ProcessId]:
+    """A live process other than this one (another pytest run on the machine)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        yield ProcessId(child.pid, start_time(child.pid))
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
+def dead_process() -> ProcessId:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = start_time(child.pid)
+    child.wait(timeout=10)
+    return ProcessId(child.pid, started)
+
+
+def shared(
+    kind: FakeKind,
+    root: Path,
+    *,
+    run: str = "run1",
+    worker: str = "master",
+    process: ProcessId | None = None,
+    preserved: int = 0,
+    **settings: object,
+) -> SharedKindHost:
     values: dict[str, object] = {"kind_binary": str(kind.path), "host_name": "t"}
     values.update(settings)
-    return HostLease(Settings(**values), state_dir, docker_check=docker_ok)  # type: ignore[arg-type]
+    host = SharedKindHost(
+        Settings(**values),  # type: ignore[arg-type]
+        state_root=root,
+        run_id=run,
+        worker=worker,
+        docker_check=docker_ok,
+        preserved=lambda info: preserved,
+    )
+    if process is not None:
+        host.process = process
+    return host
+
+
+def leases(root: Path) -> dict[str, object]:
+    data: dict[str, object] = json.loads((root / "hosts" / "t" / "state.json").read_text())
+    return data
 
 
 def test_first_user_creates_with_private_kubeconfig(kind: FakeKind, tmp_path: Path) -> None:
-    info = lease(kind, tmp_path / "run", node_image="kindest/node:v1.34.0").acquire()
+    info = shared(kind, tmp_path, node_image="kindest/node:v1.34.0").acquire()
     assert info.created
     assert info.mode == "kind"
     assert info.context == "kind-t"
@@ -88,33 +137,67 @@ def test_first_user_creates_with_private_kubeconfig(kind: FakeKind, tmp_path: Pa
     assert create[create.index("--image") + 1] == "kindest/node:v1.34.0"
     assert create[create.index("--kubeconfig") + 1] == str(info.kubeconfig)
     assert Path(create[create.index("--config") + 1]).read_text() == kind_config()
-    assert info.kubeconfig.parent == tmp_path / "run"
+    assert info.kubeconfig.parent == tmp_path / "hosts" / "t"
     assert stat.S_IMODE(info.kubeconfig.stat().st_mode) == 0o600
+    assert stat.S_IMODE(info.kubeconfig.parent.stat().st_mode) == 0o700
 
 
-def test_workers_share_one_host_and_controller_deletes(kind: FakeKind, tmp_path: Path) -> None:
-    state_dir = tmp_path / "run"
-    gw0, gw1 = lease(kind, state_dir), lease(kind, state_dir)
-    assert gw0.acquire().created
-    assert gw1.acquire().created  # created by this run, even if by another worker
+def test_last_live_process_deletes_the_host(
+    kind: FakeKind, tmp_path: Path, other_process: ProcessId
+) -> None:
+    mine = shared(kind, tmp_path)
+    theirs = shared(kind, tmp_path, run="run2", process=other_process)
+    assert mine.acquire().created
+    assert not theirs.acquire().created  # another run's host: used, not ours
     assert len(kind.calls("create")) == 1
-    assert not gw0.release(may_delete=False)
-    assert not gw1.release(may_delete=False)
+    mine.release()
     assert kind.clusters == ["t"]
-    controller = lease(kind, state_dir)
-    assert controller.finalize()
+    assert mine.summary_line() == (
+        "kind host 't': created by this run in "
+        f"{leases(tmp_path)['create_seconds']}s; "
+        "left in place for 1 other live process(es) using it"
+    )
+    theirs.release()
     assert kind.clusters == []
-    assert not controller.finalize()  # idempotent
-    assert len(kind.calls("delete")) == 1
+    assert theirs.summary_line() == "kind host 't': created by an earlier run; deleted (last user)"
+
+
+def test_leases_of_dead_processes_are_pruned(kind: FakeKind, tmp_path: Path) -> None:
+    crashed = shared(kind, tmp_path, run="crashed", process=dead_process())
+    crashed.acquire()  # then SIGKILLed: it never releases
+    mine = shared(kind, tmp_path)
+    mine.acquire()
+    assert list(leases(tmp_path)["leases"]) == [mine.process.key]  # type: ignore[arg-type]
+    mine.release()
+    assert kind.clusters == []
+
+
+def test_a_reused_pid_is_not_the_process_that_held_the_lease(tmp_path: Path) -> None:
+    me = ProcessId.current()
+    assert me.alive()
+    assert not ProcessId(me.pid, "1").alive()  # same pid, other start time
+    assert not dead_process().alive()
+
+
+def test_xdist_controller_holds_the_host_for_its_workers(kind: FakeKind, tmp_path: Path) -> None:
+    controller = shared(kind, tmp_path, worker="master")
+    controller.hold()
+    worker = shared(kind, tmp_path, worker="gw0")
+    # Workers are other processes; in this test they share the pid, so give them a key.
+    worker.process = ProcessId(ProcessId.current().pid, None)
+    assert worker.acquire().created
+    worker.release()
+    assert kind.clusters == ["t"]  # the controller still holds it
+    controller.release()
+    assert kind.clusters == []
 
 
 def test_concurrent_acquire_creates_once(kind: FakeKind, tmp_path: Path) -> None:
-    state_dir = tmp_path / "run"
     errors: list[BaseException] = []
 
     def worker() -> None:
         try:
-            lease(kind, state_dir).acquire()
+            shared(kind, tmp_path).acquire()
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -125,107 +208,98 @@ def test_concurrent_acquire_creates_once(kind: FakeKind, tmp_path: Path) -> None
         thread.join()
     assert errors == []
     assert len(kind.calls("create")) == 1
-    state = json.loads((state_dir / "pytest-vcluster-host-t.json").read_text())
-    assert state["users"] == 4
-
-
-def test_last_user_deletes_in_a_single_process(kind: FakeKind, tmp_path: Path) -> None:
-    state_dir = tmp_path / "run"
-    first, second = lease(kind, state_dir), lease(kind, state_dir)
-    first.acquire()
-    second.acquire()
-    assert not first.release(may_delete=True)  # one user left
-    assert kind.clusters == ["t"]
-    assert second.release(may_delete=True)
-    assert kind.clusters == []
 
 
 def test_keep_host(kind: FakeKind, tmp_path: Path) -> None:
-    host = lease(kind, tmp_path / "run", keep_host=True)
+    host = shared(kind, tmp_path, keep_host=True)
     host.acquire()
-    assert not host.release(may_delete=True)
-    assert not host.finalize()
+    host.release()
     assert kind.clusters == ["t"]
+    assert host.summary_line() == (
+        f"kind host 't': created by this run in {leases(tmp_path)['create_seconds']}s; "
+        "kept (--vcluster-keep-host)"
+    )
 
 
 def test_host_holding_paused_or_kept_vclusters_is_kept(kind: FakeKind, tmp_path: Path) -> None:
-    host = lease(kind, tmp_path / "run")
+    host = shared(kind, tmp_path, preserved=2)
     host.acquire()
-    assert not host.release(may_delete=True, preserved=1)
+    host.release()
     assert kind.clusters == ["t"]
     assert kind.calls("delete") == []
-
-
-def test_controller_keeps_host_when_any_worker_preserved(kind: FakeKind, tmp_path: Path) -> None:
-    state_dir = tmp_path / "run"
-    gw0, gw1 = lease(kind, state_dir), lease(kind, state_dir)
-    gw0.acquire()
-    gw1.acquire()
-    gw0.release(may_delete=False, preserved=0)
-    gw1.release(may_delete=False, preserved=2)
-    assert not lease(kind, state_dir).finalize()
-    assert kind.clusters == ["t"]
-
-
-def test_outcome_names_the_creator_and_the_fate(kind: FakeKind, tmp_path: Path) -> None:
-    state_dir = tmp_path / "run"
-    gw1 = HostLease(
-        Settings(kind_binary=str(kind.path), host_name="t"),
-        state_dir,
-        docker_check=docker_ok,
-        owner="gw1",
-    )
-    gw1.acquire()
-    gw1.release(may_delete=False, preserved=1)
-    outcome = lease(kind, state_dir).outcome()
-    assert outcome is not None
-    assert outcome.startswith("kind host 't': created by gw1 in ")
-    assert outcome.endswith("kept: it holds 1 paused or kept vcluster(s)")
-
-
-def test_outcome_of_a_preexisting_host(kind: FakeKind, tmp_path: Path) -> None:
-    kind.preexisting("t")
-    host = lease(kind, tmp_path / "run")
-    assert host.outcome() is None  # nothing acquired yet
-    host.acquire()
-    host.release(may_delete=True)
-    assert host.outcome() == "kind host 't': existed before the run; reused and left in place"
+    assert "kept: it holds 2 paused or kept vcluster(s)" in (host.summary_line() or "")
 
 
 def test_host_not_created_by_us_is_never_deleted(kind: FakeKind, tmp_path: Path) -> None:
     kind.preexisting("t")
-    host = lease(kind, tmp_path / "run")
+    host = shared(kind, tmp_path)
     assert not host.acquire().created
     assert kind.calls("create") == []
-    assert not host.release(may_delete=True)
-    assert not host.finalize()
+    host.release()
     assert kind.clusters == ["t"]
+    assert host.summary_line() == (
+        "kind host 't': existed before pytest-vcluster used it; left in place"
+    )
 
 
-def test_failed_creation_is_shared_with_other_workers(
+def test_failed_creation_fails_the_run_once_and_a_new_run_retries(
     kind: FakeKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_KIND_FAIL", "1")
-    state_dir = tmp_path / "run"
-    with pytest.raises(CommandError, match="boom"):
-        lease(kind, state_dir).acquire()
-    with pytest.raises(HostError, match=r"(?s)could not be created earlier.*boom"):
-        lease(kind, state_dir).acquire()
+    with pytest.raises(CommandError, match="boom") as first:
+        shared(kind, tmp_path).acquire()
+    with pytest.raises(HostError) as second:
+        shared(kind, tmp_path, worker="gw1").acquire()
+    assert str(second.value) == str(first.value)  # the same message, without retrying
     assert len(kind.calls("create")) == 1
+    monkeypatch.delenv("FAKE_KIND_FAIL")
+    assert shared(kind, tmp_path, run="run2").acquire().created
+
+
+def test_interrupted_creation_removes_the_half_made_host(kind: FakeKind, tmp_path: Path) -> None:
+    class InterruptedRunner(CommandRunner):
+        def run(self, args: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+            result = super().run(args, **kwargs)
+            if list(args[1:3]) == ["create", "cluster"]:
+                raise KeyboardInterrupt  # Ctrl-C while kind was still waiting for the node
+            return result
+
+    host = shared(kind, tmp_path)
+    host.runner_factory = InterruptedRunner
+    with pytest.raises(KeyboardInterrupt):
+        host.acquire()
+    assert kind.clusters == []
+    assert len(kind.calls("delete")) == 1
+    assert leases(tmp_path)["leases"] == {}
 
 
 def test_docker_unreachable_stops_before_kind(kind: FakeKind, tmp_path: Path) -> None:
     def no_docker() -> None:
         check_docker(ping=lambda: (_ for _ in ()).throw(ConnectionRefusedError("refused")))
 
-    host = HostLease(
-        Settings(kind_binary=str(kind.path), host_name="t"),
-        tmp_path / "run",
-        docker_check=no_docker,
-    )
+    host = shared(kind, tmp_path)
+    host.docker_check = no_docker
     with pytest.raises(HostError, match=r"Docker is not reachable .*refused.*Install Docker"):
         host.acquire()
     assert kind.calls("create") == []
+
+
+def test_existing_host_is_never_created_or_deleted(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    host = make_host(
+        Settings(host_kubeconfig=kubeconfig, host_context="ctx"),
+        state_root=tmp_path,
+        run_id="r",
+        worker="master",
+    )
+    assert isinstance(host, ExistingHost)
+    assert host.tools == ("vcluster", "helm")
+    assert host.header_line() == f"existing host, kubeconfig {kubeconfig}, context ctx"
+    host.hold()
+    host.release()
+    assert host.summary_line() is None
+    assert not (tmp_path / "hosts").exists()
 
 
 def test_check_docker_passes_when_ping_works() -> None:

@@ -19,9 +19,10 @@ from conftest import FakeTool
 from pytest_vcluster import lifecycle, pausing
 from pytest_vcluster.config import Settings, TeardownMode
 from pytest_vcluster.drivers import CliDriver
-from pytest_vcluster.errors import CommandError, VClusterError
+from pytest_vcluster.errors import CommandError, RunInterruptedError, VClusterError
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.host import HostInfo
+from pytest_vcluster.interrupts import interrupts
 from pytest_vcluster.lifecycle import TeardownAction, VClusterManager
 from pytest_vcluster.namespaces import HostNamespaces
 from pytest_vcluster.runner import CommandRunner
@@ -102,6 +103,9 @@ def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, done: list[str]) ->
         HostNamespaces, "begin_delete", lambda self, ns: done.append(f"delete namespace {ns}")
     )
     monkeypatch.setattr(HostNamespaces, "wait_gone", lambda self, ns, deadline: None)
+    monkeypatch.setattr(
+        HostNamespaces, "mark", lambda self, ns, state: done.append(f"mark {ns} {state}")
+    )
     monkeypatch.setattr(pausing, "pause", lambda api, name, ns: done.append(f"pause {name}"))
 
     def connect(
@@ -160,8 +164,8 @@ def test_failed_create_is_deleted_or_kept(
     ("action", "last", "event"),
     [
         (TeardownAction.DELETE, "delete namespace", "deleted"),
-        (TeardownAction.PAUSE, "pause", "paused"),
-        (TeardownAction.KEEP, "connect", "kept"),
+        (TeardownAction.PAUSE, "mark", "paused"),
+        (TeardownAction.KEEP, "mark", "kept"),
     ],
 )
 def test_finish(
@@ -171,7 +175,11 @@ def test_finish(
     manager.finish(handle, action)
     manager.finish(handle, action)  # a second teardown does nothing
     assert done[-1].startswith(last)
+    if action is not TeardownAction.DELETE:
+        # What a later host cleanup goes by: the namespace says it was left on purpose.
+        assert done[-1].endswith(f" {event}")
     assert manager.stats.counts[event] == 1
+    assert manager.leftovers() == []
     assert [entry["action"] for entry in manager.stats.teardowns] == [action.value]
     assert not manager._connections  # nothing is kept for a finished cluster
 
@@ -280,3 +288,67 @@ def test_cli_delete_failure_is_logged_and_the_namespace_still_goes(
     assert "--ignore-not-found" in argv
     assert "--auto-delete-namespace=false" in argv
     assert "deleting its namespace" in caplog.text
+
+
+def test_pause_resume_delete_leaves_no_preserved_mark(
+    manager: VClusterManager, done: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Once counted "paused" for good, which kept a host this run created; now the
+    # namespace's label says what it is, and it goes with the namespace.
+    monkeypatch.setattr(pausing, "resume", lambda api, name, ns: done.append(f"resume {name}"))
+    monkeypatch.setattr(manager, "_pod_probes", lambda name, ns: [])
+    monkeypatch.setattr(manager, "_inside_probes", lambda api, name, ns: [])
+    handle = manager.create(spec(manager.settings), teardown_on_error=TeardownMode.DELETE)
+    manager.pause(handle)
+    manager.resume(handle)
+    manager.finish(handle, TeardownAction.DELETE)
+    marks = [step for step in done if step.startswith("mark")]
+    assert marks == [f"mark {handle.namespace} paused", f"mark {handle.namespace} active"]
+    assert done[-1] == f"delete namespace {handle.namespace}"
+
+
+def test_a_failed_resume_pauses_the_cluster_again_and_keeps_it(
+    manager: VClusterManager, done: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(HostNamespaces, "claim_paused", lambda self, *args: ("pv-old", "pv-old"))
+
+    def broken_resume(api: object, name: str, namespace: str) -> None:
+        raise VClusterError("cannot scale statefulset pv-old: 403 Forbidden")
+
+    monkeypatch.setattr(pausing, "resume", broken_resume)
+    with pytest.raises(VClusterError, match="403 Forbidden"):
+        manager.create(spec(manager.settings), teardown_on_error=TeardownMode.DELETE)
+    assert done == ["pause pv-old", "mark pv-old paused"]
+    assert manager.leftovers() == []
+
+
+def test_ctrl_c_during_create_deletes_what_it_made(
+    manager: VClusterManager, done: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> VCluster:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(manager, "_connect", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        manager.create(spec(manager.settings), teardown_on_error=TeardownMode.KEEP_ON_FAILURE)
+    assert done[-1].startswith("delete namespace pv-test-a-")
+    assert manager.leftovers() == []
+
+
+def test_close_deletes_a_cluster_nobody_finished(manager: VClusterManager, done: list[str]) -> None:
+    handle = manager.create(spec(manager.settings), teardown_on_error=TeardownMode.DELETE)
+    assert manager.leftovers()[0] == f"namespace {handle.namespace} (in use)"
+    assert manager.leftovers()[-1].endswith(f"delete namespace {handle.namespace}")
+    manager.close()
+    assert done[-1] == f"delete namespace {handle.namespace}"
+    assert manager.leftovers() == []
+
+
+def test_no_create_after_an_interrupt(manager: VClusterManager, done: list[str]) -> None:
+    interrupts.cancel.set()
+    try:
+        with pytest.raises(RunInterruptedError):
+            manager.create(spec(manager.settings), teardown_on_error=TeardownMode.DELETE)
+    finally:
+        interrupts.reset()
+    assert done == []

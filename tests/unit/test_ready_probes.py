@@ -1,8 +1,10 @@
-"""Readiness inside the virtual cluster, against a local HTTPS stand-in for its API server.
+"""Readiness probes: inside the virtual cluster, and failing fast on pods that will not start.
 
-The stand-in serves a certificate for ``localhost`` on 127.0.0.1, as the vcluster API does
-behind the port forward, so this also checks that the rewritten kubeconfig keeps TLS
-verification on and verifies the certificate as ``localhost``.
+The first tests run against a local HTTPS stand-in for the virtual API server. It serves a
+certificate for ``localhost`` on 127.0.0.1, as the vcluster API does behind the port forward,
+so they also check that the rewritten kubeconfig keeps TLS verification on and verifies the
+certificate as ``localhost``. The last ones feed :func:`raise_if_stuck` and
+:func:`pod_scheduled` pod objects as the host API returns them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -22,8 +25,17 @@ import pytest
 from kubernetes import client, config
 
 from pytest_vcluster.connection import rewrite_kubeconfig
-from pytest_vcluster.errors import WaitTimeoutError
-from pytest_vcluster.probes import PhaseTimer, coredns_ready, readyz, service_account, wait_for
+from pytest_vcluster.errors import StartFailedError, WaitTimeoutError
+from pytest_vcluster.probes import (
+    UNSCHEDULABLE_GRACE,
+    PhaseTimer,
+    coredns_ready,
+    pod_scheduled,
+    raise_if_stuck,
+    readyz,
+    service_account,
+    wait_for,
+)
 from pytest_vcluster.waits import Deadline
 
 VERSION = {
@@ -203,3 +215,161 @@ def test_coredns_stale_after_resume_is_not_ready_until_its_host_pod_is(
     ):
         wait_inside(api, Deadline(0.5))
     assert info.value.last_seen == "on the host: coredns-1 Running not ready"
+
+
+# -- failing fast on pods that will not start ------------------------------------------------
+
+
+def _exited(code: int, reason: str, message: str | None = None) -> client.V1ContainerState:
+    return client.V1ContainerState(
+        terminated=client.V1ContainerStateTerminated(exit_code=code, reason=reason, message=message)
+    )
+
+
+def _running() -> client.V1ContainerState:
+    return client.V1ContainerState(running=client.V1ContainerStateRunning())
+
+
+def _waiting(reason: str, message: str | None = None) -> client.V1ContainerState:
+    return client.V1ContainerState(
+        waiting=client.V1ContainerStateWaiting(reason=reason, message=message)
+    )
+
+
+def _container(
+    name: str,
+    state: client.V1ContainerState,
+    last: client.V1ContainerState | None = None,
+    restarts: int = 0,
+) -> client.V1ContainerStatus:
+    return client.V1ContainerStatus(
+        name=name,
+        image="img",
+        image_id="",
+        ready=False,
+        restart_count=restarts,
+        state=state,
+        last_state=last,
+    )
+
+
+def _pod(
+    *containers: client.V1ContainerStatus,
+    init: list[client.V1ContainerStatus] | None = None,
+    deleting: bool = False,
+) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(
+            name="vc-0",
+            namespace="pv-ns",
+            deletion_timestamp=datetime(2026, 1, 1, tzinfo=UTC) if deleting else None,
+        ),
+        status=client.V1PodStatus(
+            phase="Running",
+            init_container_statuses=init,
+            container_statuses=list(containers),
+        ),
+    )
+
+
+def test_a_healthy_start_is_not_stuck() -> None:
+    # What the offline stack shows once a vcluster is ready: the init container Completed,
+    # no restarts; and a container that once exited 0 is no crash either.
+    raise_if_stuck(
+        [
+            _pod(
+                _container("syncer", _running()),
+                _container("sidecar", _running(), last=_exited(0, "Completed"), restarts=1),
+                init=[_container("kubernetes", _exited(0, "Completed"))],
+            )
+        ],
+        "cp",
+    )
+    raise_if_stuck([_pod(_container("syncer", _waiting("ContainerCreating")))], "cp")
+
+
+def test_crash_loop_fails_at_the_first_back_off_naming_the_last_exit() -> None:
+    pod = _pod(
+        _container(
+            "syncer",
+            _waiting("CrashLoopBackOff", "back-off 10s restarting failed container"),
+            last=_exited(1, "Error", "fatal: no etcd"),
+            restarts=1,
+        )
+    )
+    with pytest.raises(StartFailedError) as info:
+        raise_if_stuck([pod], "control plane in namespace pv-ns")
+    assert str(info.value) == (
+        "control plane in namespace pv-ns: pod vc-0 container syncer is CrashLoopBackOff "
+        "(last exit: Error, exit code 1: fatal: no etcd): back-off 10s restarting failed "
+        "container; its output: `kubectl logs -n pv-ns vc-0 -c syncer --previous`"
+    )
+
+
+def test_a_container_that_exited_non_zero_fails_before_its_restart() -> None:
+    pod = _pod(_container("syncer", _exited(2, "Error")))
+    with pytest.raises(StartFailedError) as info:
+        raise_if_stuck([pod], "cp")
+    assert str(info.value) == (
+        "cp: pod vc-0 container syncer exited: Error, exit code 2; "
+        "its output: `kubectl logs -n pv-ns vc-0 -c syncer`"
+    )
+
+
+def test_a_container_running_again_after_a_crash_fails() -> None:
+    pod = _pod(_container("syncer", _running(), last=_exited(137, "OOMKilled"), restarts=1))
+    with pytest.raises(
+        StartFailedError, match=r"container syncer exited: OOMKilled, exit code 137; .*--previous"
+    ):
+        raise_if_stuck([pod], "cp")
+
+
+def test_a_crashing_init_container_is_named() -> None:
+    pod = _pod(
+        _container("syncer", _waiting("PodInitializing")),
+        init=[_container("kubernetes", _waiting("CrashLoopBackOff"), last=_exited(1, "Error"))],
+    )
+    with pytest.raises(StartFailedError, match="container kubernetes is CrashLoopBackOff"):
+        raise_if_stuck([pod], "cp")
+
+
+def test_containers_killed_while_their_pod_is_deleted_are_no_crash() -> None:
+    raise_if_stuck([_pod(_container("coredns", _exited(137, "Error")), deleting=True)], "dns")
+
+
+def test_image_errors_name_the_container_without_a_logs_hint() -> None:
+    pod = _pod(_container("syncer", _waiting("ErrImageNeverPull", "image not present")))
+    with pytest.raises(StartFailedError) as info:
+        raise_if_stuck([pod], "cp")
+    assert str(info.value) == (
+        "cp: pod vc-0 container syncer is ErrImageNeverPull: image not present"
+    )
+
+
+def test_an_unschedulable_pod_fails_after_15_seconds_with_the_fix() -> None:
+    class Pods:
+        def list_namespaced_pod(self, *args: object, **kwargs: object) -> client.V1PodList:
+            condition = client.V1PodCondition(
+                type="PodScheduled",
+                status="False",
+                reason="Unschedulable",
+                message="0/1 nodes: Insufficient memory",
+            )
+            pod = client.V1Pod(
+                metadata=client.V1ObjectMeta(name="vc-0"),
+                status=client.V1PodStatus(phase="Pending", conditions=[condition]),
+            )
+            return client.V1PodList(items=[pod])
+
+    now = [100.0]
+    probe = pod_scheduled(Pods(), "ns", "app=vcluster", clock=lambda: now[0])  # type: ignore[arg-type]
+    assert UNSCHEDULABLE_GRACE == 15
+    assert probe.check()[0] is False
+    now[0] = 115.0
+    assert probe.check()[0] is False
+    now[0] = 115.5
+    with pytest.raises(StartFailedError) as info:
+        probe.check()
+    message = str(info.value)
+    assert "cannot be scheduled on the host for 15s: 0/1 nodes: Insufficient memory" in message
+    assert "--vcluster-lookahead" in message

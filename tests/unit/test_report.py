@@ -8,6 +8,7 @@ import pytest
 from conftest import FakeTool
 
 from pytest_vcluster.config import Settings
+from pytest_vcluster.hosts import make_host
 from pytest_vcluster.report import header_lines, tool_version
 
 
@@ -31,13 +32,17 @@ def test_missing_and_broken_tools_do_not_raise(
 
 def test_header_kind_host(fake_tool: FakeTool) -> None:
     kind = fake_tool("kind", "print('kind v0.32.0')")
-    lines = header_lines(Settings(node_image="node:1", kind_binary=str(kind), keep_host=True))
+    settings = Settings(node_image="node:1", kind_binary=str(kind), keep_host=True)
+    host = make_host(settings, state_root=Path("unused"), run_id="r", worker="master")
+    lines = header_lines(settings, host.header_line(), host.tools)
     assert lines[0] == "vcluster: kind host 'pytest-vcluster' (node image: node:1, kept at exit)"
     assert lines[1].startswith("vcluster tools: kind: kind v0.32.0; vcluster: ")
     assert lines[2].startswith("vcluster settings: teardown=delete, create_with=api, lookahead=2")
 
 
 def test_header_existing_host(tmp_path: Path) -> None:
-    lines = header_lines(Settings(host_kubeconfig=tmp_path / "kc", host_context="prod"))
+    settings = Settings(host_kubeconfig=tmp_path / "kc", host_context="prod")
+    host = make_host(settings, state_root=tmp_path, run_id="r", worker="master")
+    lines = header_lines(settings, host.header_line(), host.tools)
     assert lines[0] == f"vcluster: existing host, kubeconfig {tmp_path / 'kc'}, context prod"
     assert "kind:" not in lines[1]

@@ -15,7 +15,7 @@ from pytest_vcluster.handle import VCluster
 from pytest_vcluster.lifecycle import TeardownAction, VClusterManager
 from pytest_vcluster.markers import MarkerArgs
 from pytest_vcluster.pool import ClusterPool
-from pytest_vcluster.session import VClusterFactory, WorkerPool, host_state_dir
+from pytest_vcluster.session import VClusterFactory, WorkerPool
 from pytest_vcluster.spec import ClusterRequest, VClusterSpec
 from pytest_vcluster.stats import Stats
 from pytest_vcluster.versions import KubeVersion
@@ -145,9 +145,3 @@ def test_worker_pool_shares_per_spec() -> None:
         ("vc2", TeardownAction.PAUSE),
         ("vc3", TeardownAction.PAUSE),
     ]
-
-
-def test_host_state_dir_is_shared_by_workers_and_controller(tmp_path: Path) -> None:
-    controller = tmp_path / "pytest-7"
-    assert host_state_dir(controller, is_xdist_worker=False) == controller
-    assert host_state_dir(controller / "gw0", is_xdist_worker=True) == controller

@@ -1,0 +1,127 @@
+"""Ctrl-C and SIGTERM: tear down what the run made, then, if asked again, stop waiting.
+
+The first SIGINT or SIGTERM stops the run: pytest gets a ``KeyboardInterrupt`` (SIGTERM is
+turned into one, so a CI runner cancelling the job gets the same cleanup as Ctrl-C), creates
+in progress end at their next poll (:attr:`Interrupts.cancel`) and pytest tears the fixtures
+down, which deletes, pauses or keeps each cluster by its teardown mode. While the plugin's own
+teardown runs it is *shielded*: a first signal then only asks pytest to stop after it, so a
+deletion is never cut in half. A second signal stops every wait (:attr:`Interrupts.abandon`)
+and prints what is left on the host and the command that removes it.
+
+Signal handlers belong to the process, so there is one :data:`interrupts` object per process;
+the plugin installs it at configure and removes it at unconfigure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
+
+__all__ = ["Interrupts", "interrupts"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupts:
+    """The process's interrupt state and signal handlers."""
+
+    def __init__(self) -> None:
+        #: Set by the first signal: creates stop waiting and clean up what they made.
+        self.cancel = threading.Event()
+        #: Set by the second signal: teardown stops waiting too.
+        self.abandon = threading.Event()
+        self.signal_name: str | None = None
+        self._shield_depth = 0
+        self._previous: dict[int, object] = {}
+        self._stop_run: Callable[[str], None] = lambda reason: None
+        self._leftovers: Callable[[], list[str]] = list
+        self._write: Callable[[str], object] = sys.stderr.write
+
+    def reset(self) -> None:
+        """Forget an earlier interrupt (a new session in the same process, e.g. pytester)."""
+        self.cancel.clear()
+        self.abandon.clear()
+        self.signal_name = None
+        self._shield_depth = 0
+
+    def install(
+        self,
+        *,
+        stop_run: Callable[[str], None],
+        leftovers: Callable[[], list[str]],
+        write: Callable[[str], object] | None = None,
+    ) -> bool:
+        """Take over SIGINT and SIGTERM (main thread only); return whether it did.
+
+        ``stop_run`` asks pytest to stop after the current test; ``leftovers`` lists what
+        would be left on the host if the run stopped waiting now, as lines of text.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        self.reset()
+        self._stop_run = stop_run
+        self._leftovers = leftovers
+        if write is not None:
+            self._write = write
+        for signum in _SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return True
+
+    def uninstall(self) -> None:
+        """Give the signals back to whoever had them."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    @property
+    def interrupted(self) -> bool:
+        """True once a first signal came."""
+        return self.cancel.is_set()
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """Run teardown so that a first signal does not cut it in half."""
+        self._shield_depth += 1
+        try:
+            yield
+        finally:
+            self._shield_depth -= 1
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        del frame
+        name = signal.Signals(signum).name
+        if not self.cancel.is_set():
+            self.signal_name = name
+            self.cancel.set()
+            self._stop_run(f"pytest-vcluster: {name}")
+            if self._shield_depth:
+                self._write(
+                    f"\npytest-vcluster: {name}: finishing the teardown of this run's vclusters "
+                    f"(send {name} again to stop waiting)\n"
+                )
+                return
+            raise KeyboardInterrupt
+        if not self.abandon.is_set():
+            self.abandon.set()
+            self._write(self.leftover_report(name))
+            if self._shield_depth:
+                return
+        raise KeyboardInterrupt
+
+    def leftover_report(self, name: str) -> str:
+        """What stopping now leaves on the host, and how to remove it."""
+        lines = self._leftovers()
+        head = f"\npytest-vcluster: {name} again: stopped waiting"
+        if not lines:
+            return f"{head}; nothing is left on the host\n"
+        return f"{head}; left on the host:\n" + "".join(f"  {line}\n" for line in lines)
+
+
+#: The interrupt state of this process.
+interrupts = Interrupts()
