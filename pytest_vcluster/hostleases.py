@@ -134,6 +134,10 @@ class HostLeases:
             # A record from an incompatible version is dropped rather than trusted.
             return HostRecord()
 
+    def save(self, record: HostRecord) -> None:
+        """Write the record now, inside :meth:`locked` (before a step that may be killed)."""
+        self._write(record)
+
     def _write(self, record: HostRecord) -> None:
         # Written to a temporary file and renamed: a reader never sees half a record.
         temporary = self.state_file.with_suffix(f".{os.getpid()}.tmp")

@@ -159,18 +159,23 @@ class SharedKindHost:
 
     def _create(self, kind: KindHost, record: HostRecord) -> None:
         started = time.monotonic()
+        # Recorded first: if this process is killed while kind runs, the next one still
+        # knows that pytest-vcluster made this cluster and may delete it.
+        record.created = True
+        record.created_by_run = self.run_id
+        record.error = record.error_run = None
+        self.leases.save(record)
         try:
             kind.create()
         except BaseException as exc:
             # Ctrl-C or a failure halfway leaves a node container behind: nobody uses it yet.
             self._remove_partial(kind)
+            record.created = False
+            record.created_by_run = None
             if isinstance(exc, VClusterError):
                 record.error, record.error_run = str(exc), self.run_id
             raise
-        record.created = True
-        record.created_by_run = self.run_id
         record.create_seconds = round(time.monotonic() - started, 1)
-        record.error = record.error_run = None
 
     def _remove_partial(self, kind: KindHost) -> None:
         try:

@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 RUNS_NAMESPACE = "pytest-vcluster-runs"
 LABEL_ROLE = "pytest-vcluster/role"
 #: A lease not renewed for this long (plus the clock-skew allowance) belongs to a dead run.
-LEASE_SECONDS = 60
-RENEW_EVERY = 15.0
+LEASE_SECONDS = 30
+RENEW_EVERY = 10.0
 #: Hosts shared between machines may disagree on the time by this much.
-CLOCK_SKEW = 30.0
+CLOCK_SKEW = 15.0
 _API_TIMEOUT = 15.0
 
 

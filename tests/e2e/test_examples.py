@@ -44,4 +44,4 @@ def test_example_suite_passes_on_the_offline_stack(stack: Stack, tmp_path: Path)
     (tmp_path / "examples.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout.splitlines()[-1]
-    assert "kind host 'pvc-examples': created by master" in proc.stdout
+    assert "kind host 'pvc-examples': created by this run in " in proc.stdout

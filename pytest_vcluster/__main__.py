@@ -1,0 +1,7 @@
+"""``python -m pytest_vcluster``: the same as the ``pytest-vcluster`` command."""
+
+import sys
+
+from pytest_vcluster.cli import main
+
+sys.exit(main())
