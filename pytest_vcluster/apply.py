@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from pytest_vcluster.errors import VClusterError
+from pytest_vcluster.errors import ApiError, VClusterError, api_error
 
 __all__ = ["ApiObjectError", "CreatedObject", "ObjectApplier", "Resource", "collection_path"]
 
@@ -42,14 +42,18 @@ class CreatedObject:
     plural: str
 
 
-class ApiObjectError(VClusterError):
-    """The API refused an object; keeps the status (code, reason, message)."""
+class ApiObjectError(ApiError):
+    """The API refused an object; keeps the status (code, reason, message, body)."""
 
     def __init__(self, what: str, exc: ApiException) -> None:
-        self.status = exc.status
-        self.reason = exc.reason
-        self.body = exc.body
-        super().__init__(f"{what}: {exc.status} {exc.reason}: {_message(exc)}")
+        found = api_error(what, exc)
+        super().__init__(
+            what,
+            status=found.status,
+            reason=found.reason,
+            message=found.message or _message(exc),
+            body=found.body,
+        )
 
 
 def _message(exc: ApiException) -> str:

@@ -12,9 +12,8 @@ import datetime
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from pytest_vcluster.errors import VClusterError
+from pytest_vcluster.errors import VClusterError, api_error
 from pytest_vcluster.labels import control_plane_selector
 
 __all__ = [
@@ -82,14 +81,12 @@ def _rescale(
     apps = client.AppsV1Api(api)
     try:
         workloads = _workloads(apps, name, namespace)
-        if not workloads:
-            raise VClusterError(f"no control plane of vcluster {name} in namespace {namespace}")
         for kind, workload in workloads:
             _patch(apps, kind, workload.metadata.name, namespace, body_of(workload))
-    except ApiException as exc:
-        raise VClusterError(
-            f"cannot {verb} vcluster {name} in {namespace}: {exc.status} {exc.reason}"
-        ) from exc
+    except Exception as exc:
+        raise api_error(f"cannot {verb} vcluster {name} in {namespace}", exc) from exc
+    if not workloads:
+        raise VClusterError(f"no control plane of vcluster {name} in namespace {namespace}")
 
 
 def _paused_body(workload: Any) -> dict[str, Any]:  # noqa: ANN401 - a V1StatefulSet or V1Deployment
@@ -126,10 +123,9 @@ def pause(api: client.ApiClient, name: str, namespace: str) -> None:
             label_selector=f"vcluster.loft.sh/managed-by={name}",
             _request_timeout=_API_TIMEOUT,
         )
-    except ApiException as exc:
-        raise VClusterError(
-            f"cannot delete the pods vcluster {name} synced to {namespace}: "
-            f"{exc.status} {exc.reason}"
+    except Exception as exc:
+        raise api_error(
+            f"cannot delete the pods vcluster {name} synced to {namespace}", exc
         ) from exc
 
 

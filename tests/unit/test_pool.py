@@ -205,3 +205,26 @@ def test_lookahead_zero_prepares_nothing() -> None:
     assert pool.pending == 0
     pool.close()
     assert manager.created == []
+
+
+def test_ctrl_c_while_a_test_waits_for_its_prepared_cluster_still_deletes_it() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    manager.gate.clear()  # the preparation is still starting when the test asks for it
+    pool = pool_with(manager, schedule, lookahead=1)
+    schedule.at(("t0", A), ("t1", A))
+    pool.plan()
+    future = pool._preparations["t1"].future
+
+    def interrupted(timeout: float | None = None) -> VCluster:
+        raise KeyboardInterrupt
+
+    future.result = interrupted  # type: ignore[method-assign]
+    schedule.at(("t1", A))
+    with pytest.raises(KeyboardInterrupt):
+        pool.take("t1", A, TeardownMode.DELETE)
+    manager.gate.set()
+    del future.result  # the pool reads the cluster the normal way at close
+    pool.close()
+    assert [(name, action) for name, action, _ in manager.finished] == [
+        ("vc1", TeardownAction.DELETE)
+    ]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 from kubernetes import client
 
+from pytest_vcluster import plugin
 from pytest_vcluster.config import Settings, TeardownMode
 from pytest_vcluster.errors import ConfigError
 from pytest_vcluster.handle import VCluster
@@ -145,3 +147,23 @@ def test_worker_pool_shares_per_spec() -> None:
         ("vc2", TeardownAction.PAUSE),
         ("vc3", TeardownAction.PAUSE),
     ]
+
+
+@pytest.mark.parametrize(
+    ("option", "workerinput", "controller"),
+    [
+        ({"dist": "load", "numprocesses": 2}, None, True),
+        # --dist load --tx 2*popen: no -n, still the controller (once missed: it leaked hosts)
+        ({"dist": "load", "numprocesses": None}, None, True),
+        ({"dist": "no"}, None, False),
+        ({}, None, False),  # xdist not installed or -p no:xdist
+        ({"dist": "load"}, {"workerid": "gw0"}, False),
+    ],
+)
+def test_xdist_controller_is_detected_as_xdist_does(
+    option: dict[str, object], workerinput: dict[str, str] | None, controller: bool
+) -> None:
+    config = SimpleNamespace(option=SimpleNamespace(**option))
+    if workerinput is not None:
+        config.workerinput = workerinput
+    assert plugin._is_xdist_controller(config) is controller  # type: ignore[arg-type]
