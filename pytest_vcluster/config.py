@@ -16,6 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+import yaml
+
 from pytest_vcluster.errors import ConfigError
 from pytest_vcluster.versions import KubeVersion, parse_version_list, parse_version_map
 
@@ -114,6 +116,14 @@ class OptionSpec:
 
 
 OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "settings-file",
+        "A YAML or JSON file of settings (option names without --vcluster-, e.g. node-image: "
+        "IMAGE), below the command line, ini file and environment: one place for a prepared "
+        "environment's settings (the offline stack writes one).",
+        kind="path",
+        metavar="FILE",
+    ),
     OptionSpec(
         "host-name",
         "Name of the kind cluster that hosts the vclusters; created if missing.",
@@ -307,6 +317,7 @@ class Settings:
     fast_start: bool = True
     create_with: CreateWith = CreateWith.API
     records: Path | None = None
+    settings_file: Path | None = None
     state_dir: Path | None = None
     reap: bool = True
     reap_preserved_after: float | None = None
@@ -419,6 +430,7 @@ def _pick(
     env: Mapping[str, str],
     cli_dir: Path,
     ini_dir: Path,
+    file: _SettingsFile | None = None,
 ) -> _Raw | None:
     cli_value = cli.get(spec.dest)
     if _is_set(cli_value):
@@ -426,14 +438,61 @@ def _pick(
     ini_value = ini.get(spec.ini)
     if _is_set(ini_value):
         return _Raw(_as_text(ini_value), f"ini option {spec.ini}", ini_dir)
-    env_value = env.get(spec.env)
-    if env_value is not None and env_value.strip():
-        if spec.kind == "paths":
-            return _Raw(env_value.split(os.pathsep), f"environment variable {spec.env}", cli_dir)
-        return _Raw(env_value, f"environment variable {spec.env}", cli_dir)
+    from_env = _from_env(spec, env, cli_dir)
+    if from_env is not None:
+        return from_env
+    if file is not None and _is_set(file.values.get(spec.name)):
+        return _Raw(
+            _as_text(file.values[spec.name]), f"{spec.name} in {file.path}", file.path.parent
+        )
     if spec.default is not None:
         return _Raw(spec.default, spec.flag, cli_dir)
     return None
+
+
+def _from_env(spec: OptionSpec, env: Mapping[str, str], cli_dir: Path) -> _Raw | None:
+    env_value = env.get(spec.env)
+    if env_value is None or not env_value.strip():
+        return None
+    if spec.kind == "paths":
+        return _Raw(env_value.split(os.pathsep), f"environment variable {spec.env}", cli_dir)
+    return _Raw(env_value, f"environment variable {spec.env}", cli_dir)
+
+
+@dataclass(frozen=True)
+class _SettingsFile:
+    """The settings file's values by option name, and where it is (relative paths start there)."""
+
+    path: Path
+    values: Mapping[str, object]
+
+
+def _version_map_text(value: object) -> object:
+    # A mapping in the file (1.34: v1.34.4) reads better than the command line's text form.
+    if isinstance(value, Mapping):
+        return ",".join(f"{minor}={tag}" for minor, tag in value.items())
+    return value
+
+
+def load_settings_file(path: Path) -> _SettingsFile:
+    """Read a settings file; unknown names and malformed files are :class:`ConfigError`."""
+    where = "--vcluster-settings-file"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(where, f"cannot read {path}: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(where, f"{path} must hold a mapping of option names to values")
+    names = {spec.name for spec in OPTIONS} - {"settings-file"}
+    values: dict[str, object] = {}
+    for key, value in data.items():
+        name = str(key).removeprefix("--vcluster-").removeprefix("vcluster_").replace("_", "-")
+        if name not in names:
+            raise ConfigError(where, f"{path}: {key!r} is not a setting", ", ".join(sorted(names)))
+        values[name] = _version_map_text(value) if name == "version-map" else value
+    return _SettingsFile(path, values)
 
 
 def _as_text(value: object) -> str | list[str]:
@@ -470,8 +529,14 @@ def resolve_settings(
     are taken relative to ``cli_dir`` (invocation directory) or ``ini_dir`` (the ini file's).
     """
     values: dict[str, object] = {}
+    file: _SettingsFile | None = None
+    file_raw = _pick(
+        option_spec("settings-file"), cli=cli, ini=ini, env=env, cli_dir=cli_dir, ini_dir=ini_dir
+    )
+    if file_raw is not None:
+        file = load_settings_file(_path(file_raw, _one(file_raw).strip(), must_exist=True))
     for spec in OPTIONS:
-        raw = _pick(spec, cli=cli, ini=ini, env=env, cli_dir=cli_dir, ini_dir=ini_dir)
+        raw = _pick(spec, cli=cli, ini=ini, env=env, cli_dir=cli_dir, ini_dir=ini_dir, file=file)
         if raw is None:
             continue
         attr = spec.dest.removeprefix("vcluster_")

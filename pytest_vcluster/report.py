@@ -41,6 +41,8 @@ def header_lines(settings: Settings, host_line: str, tools: Sequence[str]) -> li
     lines = [f"vcluster: {host_line}"]
     lines.append("vcluster tools: " + "; ".join(tool_version(t, configured[t]) for t in tools))
     summary = describe(settings)
+    if settings.settings_file is not None:
+        summary += f"{', ' if summary else ''}from {settings.settings_file}"
     if summary:
         lines.append(f"vcluster settings: {summary}")
     return lines

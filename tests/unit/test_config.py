@@ -226,3 +226,44 @@ def test_fast_start_can_be_switched_off_from_the_command_line(tmp_path: Path) ->
     assert resolve(tmp_path, cli={"vcluster_fast_start": "false"}).fast_start is False
     with pytest.raises(ConfigError, match="--vcluster-fast-start: 'maybe' is not a boolean"):
         resolve(tmp_path, cli={"vcluster_fast_start": "maybe"})
+
+
+def test_settings_file_sits_below_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "values.yaml").write_text("{}\n")
+    chart = tmp_path / "chart"
+    chart.mkdir()
+    settings_file = tmp_path / "stack.yaml"
+    settings_file.write_text(
+        "node-image: node:from-file\n"
+        "local-chart-dir: chart\n"  # relative to the file
+        "values: [values.yaml]\n"
+        "version-map: {'1.34': v1.34.4}\n"
+        "vcluster_teardown: keep\n"  # ini spelling works too
+    )
+    settings = resolve(
+        tmp_path,
+        env={
+            "PYTEST_VCLUSTER_SETTINGS_FILE": str(settings_file),
+            "PYTEST_VCLUSTER_TEARDOWN": "pause",
+        },
+    )
+    assert settings.node_image == "node:from-file"
+    assert settings.local_chart_dir == chart
+    assert settings.values_files == (tmp_path / "values.yaml",)
+    assert settings.version_map == {"1.34": "v1.34.4"}
+    assert settings.teardown is TeardownMode.PAUSE  # the environment wins over the file
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("node-imag: x\n", r"'node-imag' is not a setting \(allowed: .*node-image"),
+        ("- a\n", "must hold a mapping of option names to values"),
+        ("teardown: later\n", r"teardown in .*: 'later' is not a teardown mode"),
+    ],
+)
+def test_bad_settings_file_names_the_file(tmp_path: Path, text: str, message: str) -> None:
+    settings_file = tmp_path / "s.yaml"
+    settings_file.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        resolve(tmp_path, env={"PYTEST_VCLUSTER_SETTINGS_FILE": str(settings_file)})
