@@ -1,8 +1,10 @@
-"""``pytest-vcluster``: see and clean what runs left on a host, outside pytest.
+"""``pytest-vcluster``: check a machine, and see and clean what runs left on a host.
 
-``pytest-vcluster ls`` lists the vclusters the plugin made on the host (name, namespace, run,
-worker, test, age, state, whether the run still lives); ``pytest-vcluster reap`` removes the
-ones ended runs left in use, the same selection the plugin's reaper makes at start. The host
+``pytest-vcluster doctor`` checks what a first run needs (Docker, the tools and their versions,
+inotify limits, the host) and says how to fix each problem. ``pytest-vcluster ls`` lists the
+vclusters the plugin made on the host (name, namespace, run, worker, test, age, state, whether
+the run still lives); ``pytest-vcluster reap`` removes the ones ended runs left in use, the
+same selection the plugin's reaper makes at start. The host
 is picked like the plugin picks it: ``--host-name`` (a kind cluster) or ``--host-kubeconfig``
 and ``--host-context``, else the ``PYTEST_VCLUSTER_*`` environment, else the default kind host.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 from kubernetes import client
 
 from pytest_vcluster.config import Settings, parse_age, resolve_settings
+from pytest_vcluster.doctor import run_checks
 from pytest_vcluster.errors import VClusterError
 from pytest_vcluster.host import HostInfo, KindHost, connect_existing_host, host_api_client
 from pytest_vcluster.reaper import ManagedCluster, reap, survey
@@ -125,6 +128,15 @@ def _reap(api: client.ApiClient, host: HostInfo, *, dry_run: bool, older_than: f
     return 1 if result.errors else 0
 
 
+def _doctor(settings: Settings) -> int:
+    checks = run_checks(settings, dict(os.environ))
+    for check in checks:
+        print(check.line())
+    failed = [check for check in checks if check.status == "FAIL"]
+    print(f"{len(failed)} problem(s) found" if failed else "ready to run vclusters")
+    return 1 if failed else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pytest-vcluster",
@@ -135,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host-context", help="context in --host-kubeconfig")
     parser.add_argument("--kind-binary", help="path of kind (default: kind on PATH)")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("doctor", help="check Docker, the tools, inotify limits and the host")
     commands.add_parser("ls", help="list the vclusters runs made on the host")
     reaper = commands.add_parser(
         "reap", help="delete the vclusters of ended runs (as the plugin does at start)"
@@ -158,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, "preserved_older_than", None)
             else None
         )
+        if args.command == "doctor":
+            return _doctor(settings)
         with _host_api(settings) as (host, api):
             if args.command == "ls":
                 return _ls(api, host)
