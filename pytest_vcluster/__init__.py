@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pytest_vcluster.config import Settings, TeardownMode
 from pytest_vcluster.errors import (
+    ApiError,
     CommandError,
     ConfigError,
     HostError,
+    RunInterruptedError,
     StartFailedError,
     ToolNotFoundError,
     VClusterError,
@@ -18,14 +20,22 @@ from pytest_vcluster.errors import (
 )
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.host import HostInfo
+from pytest_vcluster.images import ImageLoadError, LoadResult
+from pytest_vcluster.portforward import Forward, PortForwardError
 from pytest_vcluster.versions import KubeVersion
 
 __all__ = [
+    "ApiError",
     "CommandError",
     "ConfigError",
+    "Forward",
     "HostError",
     "HostInfo",
+    "ImageLoadError",
     "KubeVersion",
+    "LoadResult",
+    "PortForwardError",
+    "RunInterruptedError",
     "Settings",
     "StartFailedError",
     "TeardownMode",

@@ -51,6 +51,7 @@ Kind = Literal[
     "version-map",
     "create-with",
     "age",
+    "images",
 ]
 
 
@@ -279,6 +280,21 @@ OPTIONS: tuple[OptionSpec, ...] = (
         kind="output",
         metavar="PATH",
     ),
+    OptionSpec(
+        "diagnostics-dir",
+        "Directory for the diagnostics bundle of each failed test's vclusters (pod logs, YAML "
+        "of failing pods, events; default: vcluster-diagnostics in the run's temp directory).",
+        kind="output",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        "load-images",
+        "Images from the local Docker engine to load into the kind host's nodes when it is "
+        "acquired, comma or line separated (repo:tag); pods use them with imagePullPolicy: "
+        "Never. Images the nodes already hold (same ID) are skipped.",
+        kind="images",
+        metavar="LIST",
+    ),
     OptionSpec("kind-binary", "Path of the kind binary (default: kind on PATH).", metavar="PATH"),
     OptionSpec(
         "vcluster-binary",
@@ -317,10 +333,12 @@ class Settings:
     fast_start: bool = True
     create_with: CreateWith = CreateWith.API
     records: Path | None = None
+    diagnostics_dir: Path | None = None
     settings_file: Path | None = None
     state_dir: Path | None = None
     reap: bool = True
     reap_preserved_after: float | None = None
+    load_images: tuple[str, ...] = ()
     kind_binary: str | None = None
     vcluster_binary: str | None = None
     helm_binary: str | None = None
@@ -558,6 +576,8 @@ _PARSERS: Mapping[str, Callable[[str, _Raw], object]] = {
     "count": lambda text, raw: _parse_count(text, raw.where),
     "create-with": lambda text, raw: _parse_create_with(text, raw.where),
     "age": lambda text, raw: parse_age(text, raw.where),
+    # Image references hold neither commas nor white space: either separates them.
+    "images": lambda text, raw: tuple(text.replace(",", " ").split()),
     "bool": lambda text, raw: _parse_bool(text, raw.where),
     "on-off": lambda text, raw: _parse_bool(text, raw.where),
     "path": lambda text, raw: _path(raw, text, must_exist=True),
@@ -586,6 +606,12 @@ def _check_combinations(settings: Settings) -> None:
         raise ConfigError(
             "--vcluster-node-image",
             "only applies to a kind host; it cannot be combined with --vcluster-host-kubeconfig",
+        )
+    if settings.existing_host and settings.load_images:
+        raise ConfigError(
+            "--vcluster-load-images",
+            "needs a kind host; with --vcluster-host-kubeconfig push the images to a registry "
+            "that cluster can pull from instead",
         )
     if settings.parallel_creates < 1:
         raise ConfigError("--vcluster-parallel-creates", "must be 1 or more")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import client
 
+from pytest_vcluster import portforward
+from pytest_vcluster.portforward import Forward
 from pytest_vcluster.versions import KubeVersion
 
 __all__ = ["VCluster"]
@@ -67,3 +71,37 @@ class VCluster:
         if self._resume is None:
             raise RuntimeError(f"vcluster {self.name} cannot be resumed from this handle")
         self._resume()
+
+    def port_forward(
+        self,
+        target: str,
+        port: int | str,
+        *,
+        namespace: str = "default",
+        timeout: float = 60.0,
+    ) -> AbstractContextManager[Forward]:
+        """Forward a free port of 127.0.0.1 to a pod, service or deployment of this vcluster.
+
+        ``target`` is ``pod/NAME``, ``svc/NAME`` or ``deployment/NAME`` in ``namespace``;
+        ``port`` is the service port for a service (mapped to its ``targetPort`` as kubectl
+        does), else the pod port; a name instead of a number is a service or container port
+        name. Waits up to ``timeout`` seconds for a Ready pod, then yields a
+        :class:`~pytest_vcluster.portforward.Forward` whose ``str()`` is ``127.0.0.1:PORT``::
+
+            with vcluster.port_forward("svc/web", 80) as web:
+                urllib.request.urlopen(web.url("/"))
+        """
+        return portforward.port_forward(
+            self._new_api_client,
+            target,
+            port,
+            namespace=namespace,
+            timeout=timeout,
+            cluster=self.name,
+        )
+
+    def _new_api_client(self) -> client.ApiClient:
+        # Every forward needs a client of its own (see PodPortForwarder). A copy of this
+        # client's configuration points at the same certificate files in the private
+        # directory; loading the kubeconfig again would write its key to new temporary files.
+        return client.ApiClient(copy.deepcopy(self.api_client.configuration))

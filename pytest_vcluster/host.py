@@ -18,6 +18,7 @@ import docker
 from kubernetes import client, config
 
 from pytest_vcluster.errors import HostError
+from pytest_vcluster.images import ImageLoader, LoadResult
 from pytest_vcluster.runner import INSTALL_HINTS, CommandRunner
 
 __all__ = [
@@ -51,6 +52,22 @@ class HostInfo:
             return f"existing cluster, kubeconfig {self.kubeconfig}, context {self.context}"
         origin = "created by this run" if self.created else "reused"
         return f"kind cluster {self.name!r} ({origin})"
+
+    def load_image(self, ref: str, *, timeout: float = 600.0) -> LoadResult:
+        """Make local Docker image ``ref`` (``repo:tag``) usable by pods in every vcluster.
+
+        The image is imported into each kind node's containerd unless the node already holds
+        that name with the same image ID; pods use it with ``imagePullPolicy: Never``.
+        Raises :class:`HostError` on an existing host (no node to import into) and
+        :class:`~pytest_vcluster.images.ImageLoadError` when the image is not in Docker.
+        """
+        if self.mode != "kind":
+            raise HostError(
+                f"cannot load image {ref!r}: loading local images needs a kind host, and this "
+                f"host is an existing cluster ({self.kubeconfig}); push the image to a registry "
+                f"that cluster can pull from, or drop --vcluster-host-kubeconfig"
+            )
+        return ImageLoader(self.name, timeout=timeout).load(ref)
 
 
 def write_private(path: Path, text: str) -> Path:

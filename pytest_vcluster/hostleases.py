@@ -27,6 +27,7 @@ import filelock
 
 from pytest_vcluster.errors import HostError
 from pytest_vcluster.procs import ProcessId
+from pytest_vcluster.progress import Progress
 
 __all__ = ["HostLeases", "HostRecord", "Lease", "default_state_root"]
 
@@ -98,12 +99,16 @@ class HostLeases:
         self._lock = filelock.FileLock(str(self.directory / "state.lock"))
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[HostRecord]:
+    def locked(self, progress: Progress | None = None) -> Iterator[HostRecord]:
         """The record, under the machine-wide lock; written back (atomically) however the
-        block ends."""
+        block ends. ``progress`` tells the user when another process keeps the lock long."""
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        waiting = (progress or Progress()).waiting(
+            f"another pytest process using the lock of host {self.directory.name!r}"
+        )
         try:
-            self._lock.acquire(timeout=self.lock_timeout)
+            with waiting:
+                self._lock.acquire(timeout=self.lock_timeout)
         except filelock.Timeout as exc:
             raise HostError(
                 f"another pytest process has held the host lock {self._lock.lock_file} for "

@@ -29,7 +29,9 @@ from pytest_vcluster.host import (
     host_api_client,
 )
 from pytest_vcluster.hostleases import HostLeases, HostRecord, Lease
+from pytest_vcluster.images import ImageLoader, LoadResult
 from pytest_vcluster.procs import ProcessId
+from pytest_vcluster.progress import Progress
 from pytest_vcluster.reaper import count_preserved
 from pytest_vcluster.runner import CommandRunner, find_tool
 
@@ -110,6 +112,7 @@ class SharedKindHost:
         runner_factory: Callable[[], CommandRunner] = CommandRunner,
         docker_check: Callable[[], None] = check_docker,
         preserved: Callable[[HostInfo], int] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.settings = settings
         self.run_id = run_id
@@ -117,12 +120,14 @@ class SharedKindHost:
         self.runner_factory = runner_factory
         self.docker_check = docker_check
         self.preserved = preserved or _count_preserved
+        self.progress = progress or Progress()
         self.leases = HostLeases(
             state_root, settings.host_name, lock_timeout=settings.host_timeout + 120
         )
         self.process = ProcessId.current()
         self._outcome: str | None = None
         self._holding = False
+        self._loaded: list[LoadResult] = []
 
     @property
     def name(self) -> str:
@@ -144,7 +149,7 @@ class SharedKindHost:
 
     def acquire(self) -> HostInfo:
         """Create the host unless it exists, and lease it for this process."""
-        with self.leases.locked() as record:
+        with self.leases.locked(self.progress) as record:
             if record.error and record.error_run == self.run_id:
                 # Another process of this run failed to create it: fail alike, at once.
                 raise HostError(record.error)
@@ -155,7 +160,27 @@ class SharedKindHost:
             kind.export_kubeconfig()
             record.leases[self.process.key] = self._lease()
             created_here = record.created and record.created_by_run == self.run_id
-            return kind.info(created_here)
+            info = kind.info(created_here)
+        if self.settings.load_images:
+            self._load_images()
+        return info
+
+    def _load_images(self) -> None:
+        """Load ``--vcluster-load-images`` once per process; nodes that hold them are skipped."""
+        loader = ImageLoader(self.name, timeout=self.settings.host_timeout)
+        try:
+            # Under the host lock: concurrent imports of the same blobs into one containerd can
+            # fail on its ingest locks, and after the first process the others skip by ID.
+            with self.leases.locked():
+                self._loaded = loader.load_all(self.settings.load_images)
+        except BaseException:
+            # This process will not use the host: drop its lease now (the last user out
+            # deletes a host this run created), and report the load failure.
+            try:
+                self.release()
+            except VClusterError as exc:
+                log.warning("could not release the kind host %s: %s", self.name, exc)
+            raise
 
     def _create(self, kind: KindHost, record: HostRecord) -> None:
         started = time.monotonic()
@@ -165,8 +190,10 @@ class SharedKindHost:
         record.created_by_run = self.run_id
         record.error = record.error_run = None
         self.leases.save(record)
+        image = self.settings.node_image or "kind's default node image"
         try:
-            kind.create()
+            with self.progress.waiting(f"kind host {self.name!r} to be created from {image}"):
+                kind.create()
         except BaseException as exc:
             # Ctrl-C or a failure halfway leaves a node container behind: nobody uses it yet.
             self._remove_partial(kind)
@@ -243,7 +270,9 @@ class SharedKindHost:
         """``kind host 'NAME' (node image: ...)``."""
         image = self.settings.node_image or "kind default"
         keep = ", kept at exit" if self.settings.keep_host else ""
-        return f"kind host {self.name!r} (node image: {image}{keep})"
+        images = self.settings.load_images
+        loads = f", loads {len(images)} local image(s)" if images else ""
+        return f"kind host {self.name!r} (node image: {image}{keep}{loads})"
 
     def summary_line(self) -> str | None:
         """Created by whom, and deleted, kept or left for other processes."""
@@ -251,6 +280,9 @@ class SharedKindHost:
             record = self.leases.read()
             if record.error and record.error_run == self.run_id:
                 return f"kind host {self.name!r}: could not be created: {record.error}"
+        if self._outcome and self._loaded:
+            images = "; ".join(result.describe() for result in self._loaded)
+            return f"{self._outcome}; images: {images}"
         return self._outcome
 
 
@@ -262,8 +294,17 @@ def _count_preserved(info: HostInfo) -> int:
         api.close()  # type: ignore[no-untyped-call]
 
 
-def make_host(settings: Settings, *, state_root: Path, run_id: str, worker: str) -> Host:
+def make_host(
+    settings: Settings,
+    *,
+    state_root: Path,
+    run_id: str,
+    worker: str,
+    progress: Progress | None = None,
+) -> Host:
     """The :class:`Host` these settings ask for."""
     if settings.existing_host:
         return ExistingHost(settings)
-    return SharedKindHost(settings, state_root=state_root, run_id=run_id, worker=worker)
+    return SharedKindHost(
+        settings, state_root=state_root, run_id=run_id, worker=worker, progress=progress
+    )

@@ -15,22 +15,25 @@ from __future__ import annotations
 import inspect
 import os
 import uuid
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from pytest_vcluster.config import OPTIONS, Settings, resolve_settings
+from pytest_vcluster.diagnostics import DiagnosticsCollector, junit_properties
 from pytest_vcluster.errors import CommandError, ConfigError, HostError, ToolNotFoundError
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.host import HostInfo
 from pytest_vcluster.hostleases import default_state_root
 from pytest_vcluster.hosts import Host, make_host
+from pytest_vcluster.images import ImageLoadError
 from pytest_vcluster.interrupts import interrupts
 from pytest_vcluster.lifecycle import VClusterManager
 from pytest_vcluster.markers import MARKER_HELP, MarkerArgs, parse_marker
 from pytest_vcluster.pool import ClusterPool, Upcoming
+from pytest_vcluster.progress import Progress
 from pytest_vcluster.report import header_lines
 from pytest_vcluster.session import VClusterFactory, WorkerPool
 from pytest_vcluster.spec import ClusterRequest, VClusterSpec
@@ -71,8 +74,15 @@ REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 REQUEST_KEY = pytest.StashKey[ClusterRequest]()
 PREDICTED_KEY = pytest.StashKey[VClusterSpec | None]()
 POOL_KEY = pytest.StashKey[ClusterPool]()
+PROGRESS_KEY = pytest.StashKey[Progress]()
 CURRENT_KEY = pytest.StashKey[pytest.Item]()
 INDEX_KEY = pytest.StashKey[dict[str, int]]()
+#: Per item: what its failure report needs: the collector, the factory, the worker's cluster,
+#: and the clusters whose JUnit properties are recorded.
+DIAGNOSTICS_KEY = pytest.StashKey[DiagnosticsCollector]()
+FACTORY_KEY = pytest.StashKey[VClusterFactory]()
+WORKER_CLUSTER_KEY = pytest.StashKey[VCluster]()
+PROPERTIES_KEY = pytest.StashKey[list[str]]()
 
 #: Fixtures whose use makes a test take part in the version matrix.
 VCLUSTER_FIXTURES = frozenset(
@@ -149,11 +159,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN_ID_KEY] = run_id = _new_run_id(config)
     managers: list[VClusterManager] = []
     config.stash[MANAGERS_KEY] = managers
+    config.stash[PROGRESS_KEY] = progress = Progress(_terminal_writer(config))
     config.stash[HOST_KEY] = make_host(
         settings,
         state_root=settings.state_dir or default_state_root(os.environ),
         run_id=run_id,
         worker=_worker_id(config),
+        progress=progress,
     )
 
     def stop_run(reason: str) -> None:
@@ -165,6 +177,19 @@ def pytest_configure(config: pytest.Config) -> None:
         return [line for manager in managers for line in manager.leftovers()]
 
     interrupts.install(stop_run=stop_run, leftovers=leftovers)
+
+
+def _terminal_writer(config: pytest.Config) -> Callable[[str], None] | None:
+    """Where progress lines go: the terminal, unless quiet or an xdist worker (no terminal)."""
+    if _is_xdist_worker(config) or config.get_verbosity() < 0:
+        return None
+
+    def write(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
+
+    return write
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -344,14 +369,37 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 # -- reports, summary, xdist -----------------------------------------------------------------
 
 
+def _clusters(item: pytest.Item) -> list[VCluster]:
+    """The clusters this test has now (a factory forgets its own once torn down)."""
+    factory = item.stash.get(FACTORY_KEY, None)
+    worker = item.stash.get(WORKER_CLUSTER_KEY, None)
+    return [*([worker] if worker else []), *(factory.created if factory else [])]
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, Any, None]:
-    """Keep each phase's report on the item, so teardown knows whether the test failed."""
+    """Keep each phase's report on the item, so teardown knows whether the test failed;
+    record each cluster's JUnit properties; add diagnostics to a failed setup or call."""
+    clusters = _clusters(item)
+    # Before the report is made: it copies the item's properties (JUnit XML reads them from
+    # the teardown report, when the factory has forgotten its clusters already).
+    recorded = item.stash.setdefault(PROPERTIES_KEY, [])
+    for handle in clusters:
+        if handle.name not in recorded:
+            item.user_properties += junit_properties(handle, len(recorded))
+            recorded.append(handle.name)
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     item.stash.setdefault(REPORTS_KEY, {})[report.when] = report
+    collector = item.stash.get(DIAGNOSTICS_KEY, None)
+    # The call's report comes before the teardown: the clusters still exist. After Ctrl-C
+    # the user wants the run to end, not diagnostics.
+    wanted = report.failed and report.when in ("setup", "call") and not interrupts.interrupted
+    if wanted and collector is not None:
+        error = call.excinfo.value if call.excinfo else None
+        report.sections += collector.sections(item.nodeid, clusters, error)
 
 
 def _failed(item: pytest.Item) -> bool:
@@ -438,7 +486,7 @@ def vcluster_host(
     failure: str | None = None
     try:
         info = host.acquire()
-    except (HostError, ToolNotFoundError, CommandError) as exc:
+    except (HostError, ToolNotFoundError, CommandError, ImageLoadError) as exc:
         failure = f"pytest-vcluster: {exc}"
     if failure is not None:
         # Outside the except block, so the report is this one line and not a chain.
@@ -484,6 +532,22 @@ def _vcluster_manager(
 
 
 @pytest.fixture(scope="session")
+def _vcluster_diagnostics(
+    pytestconfig: pytest.Config,
+    tmp_path_factory: pytest.TempPathFactory,
+    vcluster_settings: Settings,
+    _vcluster_manager: VClusterManager,
+) -> DiagnosticsCollector:
+    root = vcluster_settings.diagnostics_dir
+    return DiagnosticsCollector(
+        host_api=lambda: _vcluster_manager.host_api,
+        root=root or tmp_path_factory.getbasetemp() / "vcluster-diagnostics",
+        run_id=_run_id(pytestconfig),
+        worker=_worker_id(pytestconfig),
+    )
+
+
+@pytest.fixture(scope="session")
 def _vcluster_pool(
     request: pytest.FixtureRequest,
     vcluster_settings: Settings,
@@ -495,6 +559,7 @@ def _vcluster_pool(
         lambda: _upcoming(session),
         lookahead=vcluster_settings.lookahead,
         parallel=vcluster_settings.parallel_creates,
+        progress=request.config.stash[PROGRESS_KEY],
     )
     request.config.stash[POOL_KEY] = pool
     pool.plan()
@@ -548,6 +613,7 @@ def vcluster_factory(
     vcluster_version: KubeVersion | None,
     vcluster_values: Mapping[str, Any],
     _vcluster_pool: ClusterPool,
+    _vcluster_diagnostics: DiagnosticsCollector,
 ) -> Iterator[VClusterFactory]:
     """Create extra vclusters in one test: ``vcluster_factory(version=..., values=...)``."""
     cluster_request = replace(
@@ -560,6 +626,8 @@ def vcluster_factory(
         worker=_worker_id(pytestconfig),
         stats=pytestconfig.stash[STATS_KEY],
     )
+    request.node.stash[FACTORY_KEY] = factory
+    request.node.stash[DIAGNOSTICS_KEY] = _vcluster_diagnostics
     yield factory
     factory.close(failed=_failed(request.node))
 
@@ -576,8 +644,12 @@ def vcluster_worker(
     vcluster_version: KubeVersion | None,
     vcluster_values: Mapping[str, Any],
     _vcluster_worker_pool: WorkerPool,
+    _vcluster_diagnostics: DiagnosticsCollector,
 ) -> VCluster:
     """The vcluster this process (xdist worker) shares between tests of the same spec."""
     marker = _marker(request)
     values = deep_merge(vcluster_values, marker.values or {})
-    return _vcluster_worker_pool.get(vcluster_version, values or None, marker.values_file)
+    request.node.stash[DIAGNOSTICS_KEY] = _vcluster_diagnostics
+    handle = _vcluster_worker_pool.get(vcluster_version, values or None, marker.values_file)
+    request.node.stash[WORKER_CLUSTER_KEY] = handle
+    return handle

@@ -26,6 +26,7 @@ from pytest_vcluster.errors import VClusterError
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.interrupts import interrupts
 from pytest_vcluster.lifecycle import TeardownAction
+from pytest_vcluster.progress import Progress
 from pytest_vcluster.spec import VClusterSpec
 
 __all__ = ["ClusterPool", "Manager", "Taken", "Upcoming"]
@@ -80,6 +81,7 @@ class ClusterPool:
     lookahead: int = 2
     parallel: int = 1
     teardown_workers: int = 4
+    progress: Progress = field(default_factory=Progress)
     _preparations: dict[str, _Preparation] = field(default_factory=dict)
     _failures: dict[str, int] = field(default_factory=dict)
     _teardowns: list[concurrent.futures.Future[None]] = field(default_factory=list)
@@ -160,9 +162,13 @@ class ClusterPool:
                 preparation = self._spare_for(spec, expected)
             if preparation is not None:
                 del self._preparations[preparation.nodeid]
+        what = f"the vcluster of {nodeid}"
+        got: list[VCluster] = []
         if preparation is not None and not preparation.future.cancel():
             try:
-                handle = preparation.future.result()
+                with self.progress.waiting(what, lambda: _phases(got)):
+                    handle = preparation.future.result()
+                    got.append(handle)
             except BaseException as exc:
                 if not isinstance(exc, VClusterError):
                     with self._lock:
@@ -173,7 +179,9 @@ class ClusterPool:
                 ) from exc
             return Taken(handle, "prepared", time.monotonic() - started)
         try:
-            handle = self.manager.create(spec, teardown_on_error=teardown_on_error)
+            with self.progress.waiting(what, lambda: _phases(got)):
+                handle = self.manager.create(spec, teardown_on_error=teardown_on_error)
+                got.append(handle)
         except Exception:
             self._count_failure(spec)
             raise
@@ -231,3 +239,10 @@ def _wait_all(futures: Iterable[concurrent.futures.Future[Any]]) -> None:
     pending = {future for future in futures if not future.done()}
     while pending and not interrupts.abandon.is_set():
         _, pending = concurrent.futures.wait(pending, timeout=0.25)
+
+
+def _phases(handles: list[VCluster]) -> str:
+    """`` (objects 0.4s, scheduled 1.1s, ...)``: when each readiness phase completed."""
+    if not handles or not handles[0].phases:
+        return ""
+    return " (" + ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in handles[0].phases) + ")"

@@ -52,9 +52,13 @@ TERMINAL_REASONS = frozenset(
         "InvalidImageName",
         "ImagePullBackOff",
         "CreateContainerConfigError",
-        "CrashLoopBackOff",
     }
 )
+#: A container that crashed this often is crashing, not starting slowly. Healthy starts on an
+#: idle host never restart (0 restarts over 3 measured starts), but a syncer on a host busy
+#: with other starts was seen to exit once and then come up; the second crash, about 10 s
+#: (kubelet's first back-off) after the first, is the one that fails the start.
+CRASHES_TOLERATED = 1
 #: Seconds a pod may stay unschedulable: a teardown running in the background may free room
 #: within a few seconds, but not later than the 15 s in which a failed start should be told.
 UNSCHEDULABLE_GRACE = 15.0
@@ -166,7 +170,10 @@ def _stuck_container(cs: client.V1ContainerStatus, *, deleting: bool) -> str | N
     """What makes this container fail the start (``is REASON ...``, ``exited: ...``), if any."""
     waiting = cs.state.waiting if cs.state else None
     terminated, _ = _termination(cs)
-    if waiting is not None and waiting.reason in TERMINAL_REASONS:
+    crashing = waiting is not None and waiting.reason == "CrashLoopBackOff"
+    if waiting is not None and (waiting.reason in TERMINAL_REASONS or crashing):
+        if crashing and _crashes(cs) <= CRASHES_TOLERATED:
+            return None
         text = f"is {waiting.reason}"
         if terminated is not None:
             text += f" (last exit: {_describe_exit(terminated)})"
@@ -176,15 +183,24 @@ def _stuck_container(cs: client.V1ContainerStatus, *, deleting: bool) -> str | N
     # container that exited 0 (an init container's "Completed") is fine or, restarting over
     # and over, shows up as CrashLoopBackOff above.
     if terminated is not None and terminated.exit_code != 0 and not deleting:
-        return f"exited: {_describe_exit(terminated)}"
+        if _crashes(cs) <= CRASHES_TOLERATED:
+            return None
+        return f"exited: {_describe_exit(terminated)} ({_crashes(cs)} times)"
     return None
+
+
+def _crashes(cs: client.V1ContainerStatus) -> int:
+    """How often the container has ended so far: its restarts, and the exit it is in now."""
+    current = cs.state.terminated if cs.state else None
+    exited_now = current is not None and current.exit_code != 0
+    return (cs.restart_count or 0) + (1 if exited_now else 0)
 
 
 def raise_if_stuck(pods: Sequence[client.V1Pod], what: str) -> None:
     """Raise :class:`StartFailedError` when a pod is in a state it will not leave alone.
 
-    Those are the :data:`TERMINAL_REASONS` and a container that exited with a non-zero code,
-    now or before its last restart: healthy starts do not restart, so the first crash fails.
+    Those are the :data:`TERMINAL_REASONS` and a container that crashed (exited non-zero, or
+    in ``CrashLoopBackOff``) more than :data:`CRASHES_TOLERATED` times.
     The message names the pod, the container, the reason and exit code, and where a container
     ran, the command that shows its output.
     """

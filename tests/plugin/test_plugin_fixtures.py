@@ -412,3 +412,29 @@ def vcluster_values():
     assert sources == ["created", "prepared", "created"]
     creates = [e for e in events(pytester) if e["event"] == "create"]
     assert all(c["values"]["sync"]["fromHost"]["nodes"]["enabled"] for c in creates[:2])
+
+
+SLOW_CREATE_CONFTEST = FAKE_MANAGER_CONFTEST.replace(
+    "    def create(self, spec, *, teardown_on_error, prepared=False):\n",
+    "    def create(self, spec, *, teardown_on_error, prepared=False):\n"
+    "        import time; time.sleep(3.5)\n",
+)
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_long_wait_for_a_cluster_is_shown_unless_quiet(
+    pytester: pytest.Pytester, quiet: bool
+) -> None:
+    pytester.makeconftest(SLOW_CREATE_CONFTEST)
+    pytester.makepyfile("def test_one(vcluster):\n    pass\n")
+    result = pytester.runpytest(*(["-q"] if quiet else []))
+    result.assert_outcomes(passed=1)
+    shown = [
+        line for line in result.outlines if line.startswith("vcluster: the") or "waiting" in line
+    ]
+    if quiet:
+        assert shown == []
+    else:
+        test = "test_a_long_wait_for_a_cluster_is_shown_unless_quiet.py::test_one"
+        assert shown[0] == f"vcluster: waiting for the vcluster of {test} ..."
+        assert shown[1].startswith(f"vcluster: the vcluster of {test}: done after 3.")

@@ -288,46 +288,57 @@ def test_a_healthy_start_is_not_stuck() -> None:
     raise_if_stuck([_pod(_container("syncer", _waiting("ContainerCreating")))], "cp")
 
 
-def test_crash_loop_fails_at_the_first_back_off_naming_the_last_exit() -> None:
-    pod = _pod(
-        _container(
-            "syncer",
-            _waiting("CrashLoopBackOff", "back-off 10s restarting failed container"),
-            last=_exited(1, "Error", "fatal: no etcd"),
-            restarts=1,
+def test_crash_loop_fails_at_the_second_crash_naming_the_last_exit() -> None:
+    def pod(restarts: int) -> client.V1Pod:
+        return _pod(
+            _container(
+                "syncer",
+                _waiting("CrashLoopBackOff", "back-off 20s restarting failed container"),
+                last=_exited(1, "Error", "fatal: no etcd"),
+                restarts=restarts,
+            )
         )
-    )
+
+    # One crash is tolerated: a syncer on a busy host was seen to exit once and then start.
+    raise_if_stuck([pod(1)], "control plane in namespace pv-ns")
     with pytest.raises(StartFailedError) as info:
-        raise_if_stuck([pod], "control plane in namespace pv-ns")
+        raise_if_stuck([pod(2)], "control plane in namespace pv-ns")
     assert str(info.value) == (
         "control plane in namespace pv-ns: pod vc-0 container syncer is CrashLoopBackOff "
-        "(last exit: Error, exit code 1: fatal: no etcd): back-off 10s restarting failed "
+        "(last exit: Error, exit code 1: fatal: no etcd): back-off 20s restarting failed "
         "container; its output: `kubectl logs -n pv-ns vc-0 -c syncer --previous`"
     )
 
 
-def test_a_container_that_exited_non_zero_fails_before_its_restart() -> None:
-    pod = _pod(_container("syncer", _exited(2, "Error")))
+def test_a_container_that_exited_non_zero_again_fails_before_its_restart() -> None:
+    raise_if_stuck([_pod(_container("syncer", _exited(2, "Error")))], "cp")  # the first exit
+    pod = _pod(_container("syncer", _exited(2, "Error"), restarts=1))
     with pytest.raises(StartFailedError) as info:
         raise_if_stuck([pod], "cp")
     assert str(info.value) == (
-        "cp: pod vc-0 container syncer exited: Error, exit code 2; "
+        "cp: pod vc-0 container syncer exited: Error, exit code 2 (2 times); "
         "its output: `kubectl logs -n pv-ns vc-0 -c syncer`"
     )
 
 
-def test_a_container_running_again_after_a_crash_fails() -> None:
-    pod = _pod(_container("syncer", _running(), last=_exited(137, "OOMKilled"), restarts=1))
+def test_a_container_running_again_after_crashes_fails() -> None:
+    once = _pod(_container("syncer", _running(), last=_exited(137, "OOMKilled"), restarts=1))
+    raise_if_stuck([once], "cp")
+    twice = _pod(_container("syncer", _running(), last=_exited(137, "OOMKilled"), restarts=2))
     with pytest.raises(
-        StartFailedError, match=r"container syncer exited: OOMKilled, exit code 137; .*--previous"
+        StartFailedError, match=r"container syncer exited: OOMKilled, exit code 137 .*--previous"
     ):
-        raise_if_stuck([pod], "cp")
+        raise_if_stuck([twice], "cp")
 
 
 def test_a_crashing_init_container_is_named() -> None:
     pod = _pod(
         _container("syncer", _waiting("PodInitializing")),
-        init=[_container("kubernetes", _waiting("CrashLoopBackOff"), last=_exited(1, "Error"))],
+        init=[
+            _container(
+                "kubernetes", _waiting("CrashLoopBackOff"), last=_exited(1, "Error"), restarts=2
+            )
+        ],
     )
     with pytest.raises(StartFailedError, match="container kubernetes is CrashLoopBackOff"):
         raise_if_stuck([pod], "cp")
