@@ -29,6 +29,8 @@ class Stack:
     path_dir: str
     workload_image: str
     host_kubernetes_version: str
+    #: The plugin's settings for this stack (PYTEST_VCLUSTER_SETTINGS_FILE), next to stack.json.
+    plugin_settings_file: Path
 
     @property
     def minors(self) -> list[str]:
@@ -75,16 +77,9 @@ class Stack:
             self.run(kind, "delete", "cluster", "--name", name, timeout=180, check=False)
 
     def plugin_args(self) -> list[str]:
-        """Command-line options that point pytest-vcluster at this stack."""
-        return [
-            f"--vcluster-node-image={self.node_image}",
-            f"--vcluster-local-chart-dir={self.chart_dir}",
-            f"--vcluster-values={self.values_file}",
-            "--vcluster-version-map=" + ",".join(f"{k}={v}" for k, v in self.version_map.items()),
-            f"--vcluster-kind-binary={self.tool('kind')}",
-            f"--vcluster-vcluster-binary={self.tool('vcluster')}",
-            f"--vcluster-helm-binary={self.tool('helm')}",
-        ]
+        """Command-line options that point pytest-vcluster at this stack: its settings file,
+        the one place a user's run takes them from too."""
+        return [f"--vcluster-settings-file={self.plugin_settings_file}"]
 
 
 def load_stack() -> Stack:
@@ -103,4 +98,5 @@ def load_stack() -> Stack:
         path_dir=raw["path_dir"],
         workload_image=raw["images"]["workload"],
         host_kubernetes_version=raw["host_kubernetes_version"],
+        plugin_settings_file=path.parent / "pytest-vcluster.yaml",
     )

@@ -329,3 +329,27 @@ def test_a_crashing_control_plane_fails_within_15_seconds(
     assert "exit code" in fact["message"] or "CrashLoopBackOff" in fact["message"]
     # Scheduling and the init copy take a few seconds before the container can crash.
     assert fact["seconds"] < 45
+
+
+def test_doctor_finds_the_stack_ready_and_names_what_is_missing(stack: Stack) -> None:
+    env = stack.env()
+    env["PYTEST_VCLUSTER_SETTINGS_FILE"] = str(stack.plugin_settings_file)
+    ready = subprocess.run(
+        [sys.executable, "-m", "pytest_vcluster", "doctor"],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    print(ready.stdout)
+    assert ready.returncode == 0, ready.stdout + ready.stderr
+    assert ready.stdout.splitlines()[-1] == "ready to run vclusters"
+    assert "ok   docker: the daemon answers" in ready.stdout
+    env["PYTEST_VCLUSTER_SETTINGS_FILE"] = ""
+    env["PATH"] = os.pathsep.join(
+        part for part in env["PATH"].split(os.pathsep) if part != stack.path_dir
+    )
+    missing = subprocess.run(
+        [sys.executable, "-m", "pytest_vcluster", "doctor"],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 1
+    assert "FAIL kind: kind not found" in missing.stdout
+    assert missing.stdout.splitlines()[-1].endswith("problem(s) found")
