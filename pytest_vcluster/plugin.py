@@ -12,6 +12,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import uuid
@@ -186,7 +187,13 @@ def _terminal_writer(config: pytest.Config) -> Callable[[str], None] | None:
 
     def write(line: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
+        if reporter is None:
+            return
+        # During setup pytest captures fd 1, the terminal included: step out of it, as
+        # pytest's own live logging does.
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        paused = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
+        with paused:
             reporter.write_line(line)
 
     return write

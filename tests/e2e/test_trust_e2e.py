@@ -194,6 +194,53 @@ def test_ctrl_c_during_create_removes_the_half_made_cluster(
     assert "interrupted by SIGINT" in output
 
 
+def test_ctrl_c_during_teardown_lets_it_finish(stack: Stack, host: Host, tmp_path: Path) -> None:
+    body = """
+        def test_quick(vcluster):
+            record(namespace=vcluster.namespace)
+    """
+    inner = Inner(stack, tmp_path, body, f"--vcluster-host-name={HOST}")
+    namespace = inner.wait_for_fact()["namespace"]
+    time.sleep(1.0)  # the test has returned: its cluster is being deleted
+    inner.signal_group(signal.SIGINT)
+    inner.wait(timeout=90)
+    output = inner.output()
+    assert host.gone(namespace), output
+    assert "vclusters: created 1, resumed 0, paused 0, deleted 1" in output, output
+
+
+def test_ctrl_c_during_host_creation_removes_the_half_made_host(
+    stack: Stack, tmp_path: Path
+) -> None:
+    name = "pvc-e2e-hostint"
+    kind = stack.tool("kind")
+    stack.run(kind, "delete", "cluster", "--name", name, timeout=180)
+    inner = Inner(
+        stack, tmp_path, "def test_one(vcluster):\n    pass\n", f"--vcluster-host-name={name}"
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            found = stack.run("docker", "ps", "-aq", "--filter", f"name={name}-control-plane")
+            if found.stdout.strip():
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("kind never started the node container:\n" + inner.output())
+        time.sleep(2)  # kind is now booting the node
+        sent = time.monotonic()
+        inner.signal_group(signal.SIGINT)
+        inner.wait(timeout=90)
+        took = time.monotonic() - sent
+        print(f"Ctrl-C during host creation: the run ended {took:.1f}s after the signal")
+        assert took < 60, inner.output()
+        containers = stack.run("docker", "ps", "-aq", "--filter", f"name={name}-control-plane")
+        assert containers.stdout.strip() == "", inner.output()
+        assert name not in stack.run(kind, "get", "clusters").stdout.split()
+    finally:
+        stack.run(kind, "delete", "cluster", "--name", name, timeout=180, check=False)
+
+
 def test_second_ctrl_c_stops_waiting_and_says_what_is_left(
     stack: Stack, host: Host, tmp_path: Path
 ) -> None:

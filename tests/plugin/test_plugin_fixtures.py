@@ -427,7 +427,8 @@ def test_a_long_wait_for_a_cluster_is_shown_unless_quiet(
 ) -> None:
     pytester.makeconftest(SLOW_CREATE_CONFTEST)
     pytester.makepyfile("def test_one(vcluster):\n    pass\n")
-    result = pytester.runpytest(*(["-q"] if quiet else []))
+    # In a subprocess: fd capture is on there, as in a real run (once it swallowed the lines).
+    result = pytester.runpytest_subprocess(*(["-q"] if quiet else []))
     result.assert_outcomes(passed=1)
     shown = [
         line for line in result.outlines if line.startswith("vcluster: the") or "waiting" in line
