@@ -30,13 +30,12 @@ from pytest_vcluster.errors import ConfigError, RunInterruptedError, VClusterErr
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.labels import (
     ANNOTATION_TEST,
-    LABEL_MANAGED,
     LABEL_NAME,
-    LABEL_RUN_ID,
     LABEL_STATE,
-    LABEL_WORKER,
-    label_value,
+    is_control_plane,
+    run_selector,
 )
+from pytest_vcluster.probes import container_statuses
 from pytest_vcluster.waits import Deadline
 
 __all__ = [
@@ -201,13 +200,6 @@ def _container_problem(cs: client.V1ContainerStatus) -> str | None:
     return f"{cs.name}: {', '.join(parts)}" if parts else None
 
 
-def _statuses(pod: client.V1Pod) -> list[client.V1ContainerStatus]:
-    status = pod.status
-    if status is None:
-        return []
-    return list(status.init_container_statuses or []) + list(status.container_statuses or [])
-
-
 def pod_failing(pod: client.V1Pod) -> bool:
     """True unless the pod is Succeeded, or Running with every container ready."""
     status = pod.status
@@ -228,10 +220,10 @@ def pod_line(pod: client.V1Pod, *, with_namespace: bool = False) -> str:
     phase = (status.phase if status else None) or "?"
     containers = list(status.container_statuses or []) if status else []
     ready = sum(1 for cs in containers if cs.ready)
-    restarts = sum(cs.restart_count or 0 for cs in _statuses(pod))
+    restarts = sum(cs.restart_count or 0 for cs in container_statuses(pod))
     deleting = ", deleting" if meta and meta.deletion_timestamp else ""
     line = f"{name} {phase} {ready}/{len(containers)} ready, restarts {restarts}{deleting}"
-    problems = [p for p in (_container_problem(cs) for cs in _statuses(pod)) if p]
+    problems = [p for p in (_container_problem(cs) for cs in container_statuses(pod)) if p]
     if not problems and status and status.reason:
         problems.append(f"{status.reason}: {_short(status.message, 100)}")
     if not problems and phase == "Pending":
@@ -239,11 +231,6 @@ def pod_line(pod: client.V1Pod, *, with_namespace: bool = False) -> str:
         waiting = [c for c in conditions or [] if c.status == "False" and c.reason]
         problems += [f"{c.type} {c.reason}: {_short(c.message, 100)}" for c in waiting[:1]]
     return line + (": " + "; ".join(problems) if problems else "")
-
-
-def _is_control_plane(pod: client.V1Pod, name: str) -> bool:
-    labels = (pod.metadata.labels if pod.metadata else None) or {}
-    return labels.get("app") == "vcluster" and labels.get("release") == name
 
 
 def attempt(
@@ -322,7 +309,11 @@ class Diagnostics:
             lambda timeout: core.list_namespaced_pod(self.namespace, _request_timeout=timeout),
         )
         pods = list(pod_list.items) if pod_list is not None else []
-        control = [pod for pod in pods if _is_control_plane(pod, self.name)]
+        control = [
+            pod
+            for pod in pods
+            if is_control_plane((pod.metadata.labels if pod.metadata else None) or {}, self.name)
+        ]
         if pod_list is not None:
             lines.append(f"control plane ({len(control)} pod(s) in {self.namespace}):")
             lines += [f"  {pod_line(pod)}" for pod in control] or ["  none (deleted or not made)"]
@@ -401,12 +392,16 @@ class Diagnostics:
         syncer_tail: list[str] | None = None
         quiet: list[str] = []  # failures of logs that only go to the bundle
         written = 0
-        control = [pod for pod in pods if _is_control_plane(pod, self.name)]
+        control = [
+            pod
+            for pod in pods
+            if is_control_plane((pod.metadata.labels if pod.metadata else None) or {}, self.name)
+        ]
         for pod in control + [pod for pod in pods if pod not in control]:
             pod_name = pod.metadata.name if pod.metadata else None
             if not pod_name:
                 continue
-            for cs in _statuses(pod):
+            for cs in container_statuses(pod):
                 if written >= MAX_LOGS or self.deadline.remaining < 0.5:
                     break
                 started = cs.state is not None and not cs.state.waiting
@@ -544,10 +539,7 @@ class DiagnosticsCollector:
         kept: list[tuple[str, str, str]] = []
         checked = False
         if host is not None:
-            selector = (
-                f"{LABEL_MANAGED}=true,{LABEL_RUN_ID}={label_value(self.run_id)},"
-                f"{LABEL_WORKER}={label_value(self.worker)}"
-            )
+            selector = run_selector(self.run_id, self.worker)
             core = client.CoreV1Api(host)
             listed = attempt(
                 deadline,

@@ -8,6 +8,7 @@ same spec.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from pytest_vcluster.values import short_hash
 
@@ -22,7 +23,9 @@ __all__ = [
     "LABEL_WORKER",
     "PRESERVED_STATES",
     "control_plane_selector",
+    "is_control_plane",
     "label_value",
+    "run_selector",
     "slot_label",
     "vcluster_name",
 ]
@@ -65,6 +68,23 @@ def slot_label(slot: str) -> str:
     return short_hash(slot, 16)
 
 
+#: The chart's labels on a vcluster's control-plane pods and workload (``release`` is its name).
+_CONTROL_PLANE_APP = "vcluster"
+
+
 def control_plane_selector(name: str) -> str:
     """The label selector of a vcluster's control-plane pods and workload."""
-    return f"app=vcluster,release={name}"
+    return f"app={_CONTROL_PLANE_APP},release={name}"
+
+
+def is_control_plane(labels: Mapping[str, str], name: str) -> bool:
+    """True for the labels :func:`control_plane_selector` selects."""
+    return labels.get("app") == _CONTROL_PLANE_APP and labels.get("release") == name
+
+
+def run_selector(run_id: str, worker: str) -> str:
+    """The label selector of the namespaces one run's process (xdist worker) made."""
+    return (
+        f"{LABEL_MANAGED}=true,{LABEL_RUN_ID}={label_value(run_id)},"
+        f"{LABEL_WORKER}={label_value(worker)}"
+    )

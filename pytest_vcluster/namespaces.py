@@ -8,7 +8,7 @@ reaper find what a run left behind.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kubernetes import client
@@ -106,14 +106,6 @@ class HostNamespaces:
         except Exception as exc:
             raise api_error(f"cannot label namespace {namespace} {state}", exc) from exc
 
-    def record_test(self, namespace: str, test: str) -> None:
-        """Note which test uses the cluster now (a prepared cluster taken by another test)."""
-        patch = {"metadata": {"annotations": {ANNOTATION_TEST: test}}}
-        try:
-            self.core.patch_namespace(namespace, patch, _request_timeout=_API_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - the annotation only helps people reading
-            log.info("cannot annotate namespace %s: %s", namespace, exc)
-
     def claim_paused(self, spec_hash: str, slot: str, test: str) -> tuple[str, str] | None:
         """Find a paused vcluster of this slot and spec and claim it for this run.
 
@@ -193,15 +185,3 @@ class HostNamespaces:
             return False, f"namespace {namespace} is {phase}" + self.events(namespace)
 
         wait_until(f"namespace {namespace} to be deleted", gone, deadline)
-
-    def of_run(self) -> Iterator[str]:
-        """Names of namespaces this run and worker labelled (for reports and reapers)."""
-        selector = (
-            f"{LABEL_MANAGED}=true,{LABEL_RUN_ID}={label_value(self.run_id)},"
-            f"{LABEL_WORKER}={label_value(self.worker)}"
-        )
-        for ns in self.core.list_namespace(
-            label_selector=selector, _request_timeout=_API_TIMEOUT
-        ).items:
-            if ns.metadata and ns.metadata.name:
-                yield ns.metadata.name

@@ -26,6 +26,7 @@ __all__ = [
     "TERMINAL_REASONS",
     "PhaseTimer",
     "Probe",
+    "container_statuses",
     "coredns_ready",
     "describe_pods",
     "kubeconfig_secret",
@@ -196,6 +197,14 @@ def _crashes(cs: client.V1ContainerStatus) -> int:
     return (cs.restart_count or 0) + (1 if exited_now else 0)
 
 
+def container_statuses(pod: client.V1Pod) -> list[client.V1ContainerStatus]:
+    """The statuses of the pod's init containers, then of its containers."""
+    status = pod.status
+    if status is None:
+        return []
+    return list(status.init_container_statuses or []) + list(status.container_statuses or [])
+
+
 def raise_if_stuck(pods: Sequence[client.V1Pod], what: str) -> None:
     """Raise :class:`StartFailedError` when a pod is in a state it will not leave alone.
 
@@ -205,13 +214,9 @@ def raise_if_stuck(pods: Sequence[client.V1Pod], what: str) -> None:
     ran, the command that shows its output.
     """
     for pod in pods:
-        status = pod.status
-        if status is None:
-            continue
         metadata = pod.metadata
         deleting = bool(metadata and metadata.deletion_timestamp)
-        statuses = (status.init_container_statuses or []) + (status.container_statuses or [])
-        for cs in statuses:
+        for cs in container_statuses(pod):
             problem = _stuck_container(cs, deleting=deleting)
             if problem is None:
                 continue
