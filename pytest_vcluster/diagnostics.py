@@ -328,12 +328,24 @@ class Diagnostics:
             lambda timeout: core.list_namespaced_event(self.namespace, _request_timeout=timeout),
         )
         if event_list is not None:
-            events = _sorted_events(event_list.items)
-            shown = pick_events(events)
-            lines.append(f"host events ({len(shown)} of {len(events)}, warnings first):")
-            lines += [f"  {event_line(event)}" for event in shown] or ["  none"]
-            self._write("host-events.txt", "\n".join(event_line(e, limit=10_000) for e in events))
+            self._events_part(lines, "host", event_list.items, with_namespace=False)
         return pods
+
+    def _events_part(
+        self,
+        lines: list[str],
+        side: str,
+        listed: Sequence[client.CoreV1Event],
+        *,
+        with_namespace: bool,
+    ) -> None:
+        """A few events in the section (warnings first), all of them in the bundle."""
+        events = _sorted_events(listed)
+        shown = pick_events(events)
+        lines.append(f"{side} events ({len(shown)} of {len(events)}, warnings first):")
+        lines += [f"  {event_line(e, with_namespace=with_namespace)}" for e in shown] or ["  none"]
+        full = (event_line(e, with_namespace=with_namespace, limit=10_000) for e in events)
+        self._write(f"{side}-events.txt", "\n".join(full))
 
     def _virtual_part(self, lines: list[str]) -> None:
         if self.virtual is None:
@@ -361,12 +373,7 @@ class Diagnostics:
             lambda timeout: core.list_event_for_all_namespaces(_request_timeout=timeout),
         )
         if event_list is not None:
-            events = _sorted_events(event_list.items)
-            shown = pick_events(events)
-            lines.append(f"virtual events ({len(shown)} of {len(events)}, warnings first):")
-            lines += [f"  {event_line(e, with_namespace=True)}" for e in shown] or ["  none"]
-            text = "\n".join(event_line(e, with_namespace=True, limit=10_000) for e in events)
-            self._write("virtual-events.txt", text)
+            self._events_part(lines, "virtual", event_list.items, with_namespace=True)
 
     def _log(self, lines: list[str], pod: str, container: str, *, previous: bool) -> str | None:
         core = client.CoreV1Api(self.host)
