@@ -53,6 +53,13 @@ class HostInfo:
         origin = "created by this run" if self.created else "reused"
         return f"kind cluster {self.name!r} ({origin})"
 
+    def cli_flags(self) -> str:
+        """The ``pytest-vcluster`` command's options that name this host."""
+        if self.mode == "existing":
+            context = f" --host-context {self.context}" if self.context else ""
+            return f"--host-kubeconfig {self.kubeconfig}{context}"
+        return f"--host-name {self.name}"
+
     def load_image(self, ref: str, *, timeout: float = 600.0) -> LoadResult:
         """Make local Docker image ``ref`` (``repo:tag``) usable by pods in every vcluster.
 

@@ -151,12 +151,13 @@ class VClusterManager:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         return directory
 
-    def _track(self, name: str, namespace: str, state: str | None) -> None:
+    def _track(self, name: str, namespace: str, state: str) -> None:
         with self._lock:
-            if state is None:
-                self._made.pop(name, None)
-            else:
-                self._made[name] = (namespace, state)
+            self._made[name] = (namespace, state)
+
+    def _untrack(self, name: str) -> None:
+        with self._lock:
+            self._made.pop(name, None)
 
     # -- public API -----------------------------------------------------------------------
 
@@ -185,15 +186,8 @@ class VClusterManager:
             return []
         lines = [f"namespace {namespace} ({state})" for namespace, state in made.values()]
         names = " ".join(namespace for namespace, _ in made.values())
-        host = self.host
-        where = (
-            f"--host-kubeconfig {host.kubeconfig}"
-            + (f" --host-context {host.context}" if host.context else "")
-            if host.mode == "existing"
-            else f"--host-name {host.name}"
-        )
-        lines.append(f"remove them with: pytest-vcluster reap {where}")
-        lines.append(f"or: kubectl --kubeconfig {host.kubeconfig} delete namespace {names}")
+        lines.append(f"remove them with: pytest-vcluster reap {self.host.cli_flags()}")
+        lines.append(f"or: kubectl --kubeconfig {self.host.kubeconfig} delete namespace {names}")
         return lines
 
     def create(
@@ -274,11 +268,11 @@ class VClusterManager:
             elif action is TeardownAction.PAUSE:
                 pausing.pause(self.host_api, handle.name, handle.namespace)
                 self.namespaces.mark(handle.namespace, "paused")
-                self._track(handle.name, handle.namespace, None)
+                self._untrack(handle.name)
                 self.stats.record("paused")
             else:
                 self.namespaces.mark(handle.namespace, "kept")
-                self._track(handle.name, handle.namespace, None)
+                self._untrack(handle.name)
                 self.stats.record("kept")
                 log.warning(
                     "kept vcluster %s in namespace %s; connect with "
@@ -296,7 +290,7 @@ class VClusterManager:
         self._driver().delete_objects(name, namespace, deadline)
         self.namespaces.begin_delete(namespace)
         self.namespaces.wait_gone(namespace, deadline)
-        self._track(name, None, None)  # type: ignore[arg-type]
+        self._untrack(name)
         self.stats.record("deleted")
 
     def pause(self, handle: VCluster) -> None:
@@ -462,7 +456,7 @@ class VClusterManager:
         try:
             pausing.pause(self.host_api, name, namespace)
             self.namespaces.mark(namespace, "paused")
-            self._track(name, namespace, None)
+            self._untrack(name)
             log.warning("resuming vcluster %s failed; paused again in %s", name, namespace)
         except Exception as exc:  # noqa: BLE001 - the resume error is the one to report
             log.warning("cannot pause vcluster %s again after its failed resume: %s", name, exc)
@@ -476,7 +470,7 @@ class VClusterManager:
         else:
             try:
                 self.namespaces.mark(namespace, "kept")
-                self._track(name, namespace, None)
+                self._untrack(name)
             except Exception as exc:  # noqa: BLE001 - the start error is the one to report
                 log.info("cannot label vcluster %s kept: %s", name, exc)
             log.warning("setup of vcluster %s failed; kept in namespace %s", name, namespace)
