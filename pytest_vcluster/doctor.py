@@ -16,13 +16,13 @@ from pytest_vcluster.config import Settings
 from pytest_vcluster.errors import VClusterError
 from pytest_vcluster.host import check_docker, connect_existing_host
 from pytest_vcluster.hostleases import default_state_root
+from pytest_vcluster.report import run_version
 from pytest_vcluster.runner import CommandRunner, find_tool
 
 __all__ = ["MINIMUM_VERSIONS", "Check", "run_checks"]
 
 #: The oldest tool versions the plugin works with.
 MINIMUM_VERSIONS = {"kind": (0, 20), "vcluster": (0, 36), "helm": (3, 10)}
-_VERSION_ARGS = {"kind": ["version"], "vcluster": ["version"], "helm": ["version", "--short"]}
 #: kind's own advice for a few clusters; every vcluster adds watches of its own.
 INOTIFY_MINIMUM = {"max_user_instances": 512, "max_user_watches": 524288}
 
@@ -50,11 +50,9 @@ def _version(text: str) -> tuple[int, int] | None:
 def check_tool(tool: str, configured: str | None, runner: CommandRunner) -> Check:
     """The tool is found, runs, and is recent enough."""
     try:
-        path = find_tool(tool, configured)
-        result = runner.run([path, *_VERSION_ARGS[tool]], timeout=15)
+        path, text = run_version(tool, configured, runner, timeout=15)
     except VClusterError as exc:
         return Check("FAIL", tool, str(exc).splitlines()[0])
-    text = (result.stdout or result.stderr).strip()
     found = _version(text)
     minimum = MINIMUM_VERSIONS[tool]
     wanted = ".".join(map(str, minimum))

@@ -8,7 +8,7 @@ from pytest_vcluster.config import Settings, describe
 from pytest_vcluster.errors import ToolNotFoundError, VClusterError
 from pytest_vcluster.runner import CommandRunner, find_tool
 
-__all__ = ["header_lines", "tool_version"]
+__all__ = ["header_lines", "run_version", "tool_version"]
 
 _VERSION_ARGS = {
     "kind": ["version"],
@@ -17,17 +17,25 @@ _VERSION_ARGS = {
 }
 
 
+def run_version(
+    tool: str, configured: str | None, runner: CommandRunner | None = None, timeout: float = 10
+) -> tuple[str, str]:
+    """The tool's path and what its version command prints; raises :class:`VClusterError`."""
+    path = find_tool(tool, configured)
+    result = (runner or CommandRunner()).run([path, *_VERSION_ARGS[tool]], timeout=timeout)
+    return path, (result.stdout or result.stderr).strip()
+
+
 def tool_version(tool: str, configured: str | None, runner: CommandRunner | None = None) -> str:
     """``TOOL VERSION`` or a short reason why it is unavailable; never raises."""
     try:
-        path = find_tool(tool, configured)
-        result = (runner or CommandRunner()).run([path, *_VERSION_ARGS[tool]], timeout=10)
+        _, output = run_version(tool, configured, runner)
     except ToolNotFoundError:
         return f"{tool}: not found" + (f" at {configured}" if configured else " on PATH")
     except VClusterError as exc:
         first = str(exc).splitlines()[0]
         return f"{tool}: unavailable ({first[:120]})"
-    text = (result.stdout or result.stderr).strip().splitlines()
+    text = output.splitlines()
     return f"{tool}: {text[0] if text else 'unknown version'}"
 
 
