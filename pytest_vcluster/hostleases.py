@@ -19,7 +19,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +69,12 @@ class HostRecord:
     def from_json(cls, data: Mapping[str, Any]) -> HostRecord:
         """Read what :meth:`to_json` wrote (unknown keys from newer versions are ignored)."""
         leases = {key: Lease(**value) for key, value in dict(data.get("leases", {})).items()}
-        known = {k: data[k] for k in ("created", "created_by_run", "create_seconds") if k in data}
-        known |= {k: data[k] for k in ("error", "error_run") if k in data}
-        return cls(**known, leases=leases)
+        names = {f.name for f in fields(cls)} - {"leases"}
+        return cls(**{k: v for k, v in data.items() if k in names}, leases=leases)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-friendly copy."""
-        data = asdict(self)
-        data["leases"] = {key: asdict(lease) for key, lease in self.leases.items()}
-        return data
+        return asdict(self)  # the leases too: asdict recurses into dict values
 
     def prune(self) -> list[Lease]:
         """Drop the leases of processes that are gone; return them."""
