@@ -77,6 +77,8 @@ PREDICTED_KEY = pytest.StashKey[VClusterSpec | None]()
 POOL_KEY = pytest.StashKey[ClusterPool]()
 PROGRESS_KEY = pytest.StashKey[Progress]()
 CURRENT_KEY = pytest.StashKey[pytest.Item]()
+#: pytest-xdist's worker interactor, which holds this worker's queue of items.
+INTERACTOR_KEY = pytest.StashKey[Any]()
 INDEX_KEY = pytest.StashKey[dict[str, int]]()
 #: Per item: what its failure report needs: the collector, the factory, the worker's cluster,
 #: and the clusters whose JUnit properties are recorded.
@@ -333,18 +335,24 @@ def pytest_collection_modifyitems(
 
 def _xdist_queue(config: pytest.Config) -> list[int] | None:
     """Indices of the items the xdist controller has handed this worker and it has not run."""
-    for plugin in config.pluginmanager.get_plugins():
-        queue = getattr(plugin, "torun", None)
-        if queue is None or not hasattr(plugin, "nextitem_index"):
-            continue
-        indices: list[int] = []
-        next_index = plugin.nextitem_index
-        if isinstance(next_index, int):
-            indices.append(next_index)
-        with queue.lock() as pending:
-            indices += [index for index in pending if isinstance(index, int)]
-        return indices
-    return None
+    interactor = config.stash.get(INTERACTOR_KEY, None)
+    if interactor is None:
+        # Looked up once (at the first test): this runs before every test.
+        found = [
+            plugin
+            for plugin in config.pluginmanager.get_plugins()
+            if getattr(plugin, "torun", None) is not None and hasattr(plugin, "nextitem_index")
+        ]
+        if not found:
+            return None
+        interactor = config.stash[INTERACTOR_KEY] = found[0]
+    indices: list[int] = []
+    next_index = interactor.nextitem_index
+    if isinstance(next_index, int):
+        indices.append(next_index)
+    with interactor.torun.lock() as pending:
+        indices += [index for index in pending if isinstance(index, int)]
+    return indices
 
 
 def _upcoming(session: pytest.Session) -> list[Upcoming]:
@@ -478,17 +486,12 @@ def vcluster_settings(pytestconfig: pytest.Config) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def vcluster_host(
-    pytestconfig: pytest.Config,
-    tmp_path_factory: pytest.TempPathFactory,
-    vcluster_settings: Settings,
-) -> Iterator[HostInfo]:
+def vcluster_host(pytestconfig: pytest.Config) -> Iterator[HostInfo]:
     """The host cluster: a kind cluster shared by all workers, or the existing cluster.
 
     When it cannot be had, every test that needs it errors with the same one line: the
     error is raised once per process and pytest re-raises it for the others.
     """
-    del tmp_path_factory, vcluster_settings
     host = pytestconfig.stash[HOST_KEY]
     failure: str | None = None
     try:
