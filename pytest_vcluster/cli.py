@@ -51,25 +51,20 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 @contextlib.contextmanager
 def _host_api(settings: Settings) -> Iterator[tuple[HostInfo, client.ApiClient]]:
-    if settings.host_kubeconfig is not None:
-        info = connect_existing_host(settings.host_kubeconfig, settings.host_context)
-        api = host_api_client(info.kubeconfig, info.context)
-        try:
-            yield info, api
-        finally:
-            api.close()  # type: ignore[no-untyped-call]
-        return
     with tempfile.TemporaryDirectory(prefix="pytest-vcluster-") as workdir:
-        kind = KindHost(
-            CommandRunner(),
-            find_tool("kind", settings.kind_binary),
-            settings.host_name,
-            Path(workdir),
-        )
-        if not kind.exists():
-            raise VClusterError(f"there is no kind cluster named {settings.host_name!r}")
-        kind.export_kubeconfig()
-        info = kind.info(created=False)
+        if settings.host_kubeconfig is not None:
+            info = connect_existing_host(settings.host_kubeconfig, settings.host_context)
+        else:
+            kind = KindHost(
+                CommandRunner(),
+                find_tool("kind", settings.kind_binary),
+                settings.host_name,
+                Path(workdir),
+            )
+            if not kind.exists():
+                raise VClusterError(f"there is no kind cluster named {settings.host_name!r}")
+            kind.export_kubeconfig()
+            info = kind.info(created=False)
         api = host_api_client(info.kubeconfig, info.context)
         try:
             yield info, api
