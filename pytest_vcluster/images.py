@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import subprocess
 import tempfile
 import threading
@@ -30,7 +29,7 @@ import docker
 import docker.errors
 
 from pytest_vcluster.errors import CommandError, HostError, VClusterError, WaitTimeoutError
-from pytest_vcluster.runner import find_tool
+from pytest_vcluster.runner import find_tool, kill_group
 
 __all__ = [
     "ImageLoadError",
@@ -199,11 +198,6 @@ def _read(handle: IO[bytes]) -> str:
     return handle.read().decode("utf-8", "replace")
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 def pipe_into(argv: Sequence[str], chunks: Iterable[bytes], timeout: float) -> str:
     """Run ``argv`` with ``chunks`` as its standard input; return its standard output.
 
@@ -243,7 +237,7 @@ def pipe_into(argv: Sequence[str], chunks: Iterable[bytes], timeout: float) -> s
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
+            kill_group(process)
             process.wait()
             raise CommandError(command, None, _read(err), timeout=timeout) from None
         feeder.join(timeout=30)

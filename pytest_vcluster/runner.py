@@ -19,10 +19,11 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pytest_vcluster.errors import CommandError, ToolNotFoundError
 
-__all__ = ["INSTALL_HINTS", "CommandResult", "CommandRunner", "find_tool"]
+__all__ = ["INSTALL_HINTS", "CommandResult", "CommandRunner", "find_tool", "kill_group"]
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class CommandRunner:
         try:
             stdout, stderr = process.communicate(input=input_text, timeout=limit)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
+            kill_group(process)
             stdout, stderr = process.communicate()
             raise CommandError(argv, None, stderr or stdout or "", timeout=limit) from None
         completed = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
@@ -133,6 +134,7 @@ class CommandRunner:
         return result
 
 
-def _kill_group(process: subprocess.Popen[str]) -> None:
+def kill_group(process: subprocess.Popen[Any]) -> None:
+    """Kill a process started with ``start_new_session=True`` and everything it started."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
