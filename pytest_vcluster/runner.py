@@ -125,6 +125,12 @@ class CommandRunner:
             kill_group(process)
             stdout, stderr = process.communicate()
             raise CommandError(argv, None, stderr or stdout or "", timeout=limit) from None
+        except BaseException:
+            # Ctrl-C: the tool runs in its own session, so the terminal's signal never reached
+            # it; it must not go on (kind creating a node) after this process stopped waiting.
+            kill_group(process)
+            process.communicate()  # reaps it and closes its pipes
+            raise
         completed = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
         result = CommandResult(
             tuple(argv), completed.returncode, completed.stdout, completed.stderr

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -78,6 +81,31 @@ def test_timeout_kills_the_process_tree(fake_tool: FakeTool, tmp_path: Path) -> 
     assert "started" in info.value.stderr
     time.sleep(2.5)
     assert not marker.exists()
+
+
+def test_ctrl_c_while_waiting_kills_the_process_tree(fake_tool: FakeTool, tmp_path: Path) -> None:
+    marker = tmp_path / "child-survived"
+    child = tmp_path / "child.py"
+    child.write_text(f"import time\ntime.sleep(2)\nopen({str(marker)!r}, 'w').close()\n")
+    tool = fake_tool(
+        "sleeper",
+        f"import subprocess\nsubprocess.Popen([sys.executable, {str(child)!r}])\ntime.sleep(30)",
+    )
+    # A real SIGINT while the main thread waits for the tool, with Python's own handler (the
+    # plugin's, installed in this pytest process, would stop this session).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            CommandRunner().run([str(tool)], timeout=60)
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
+    assert time.monotonic() - started < 10
+    time.sleep(2.5)
+    assert not marker.exists()  # its child was killed too, not left to go on
 
 
 def test_missing_executable() -> None:
