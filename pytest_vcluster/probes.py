@@ -60,6 +60,11 @@ TERMINAL_REASONS = frozenset(
 #: with other starts was seen to exit once and then come up; the second crash, about 10 s
 #: (kubelet's first back-off) after the first, is the one that fails the start.
 CRASHES_TOLERATED = 1
+#: A container that crashed after running this long got going and then gave up (a timeout on
+#: a starved host); only crashes shorter than this, like a bad flag or a missing file, are
+#: taken as deterministic. Slower crash loops fail after :data:`SLOW_CRASHES_TOLERATED`.
+FAST_CRASH_SECONDS = 10.0
+SLOW_CRASHES_TOLERATED = 4
 #: Seconds a pod may stay unschedulable: a teardown running in the background may free room
 #: within a few seconds, but not later than the 15 s in which a failed start should be told.
 UNSCHEDULABLE_GRACE = 15.0
@@ -173,7 +178,7 @@ def _stuck_container(cs: client.V1ContainerStatus, *, deleting: bool) -> str | N
     terminated, _ = _termination(cs)
     crashing = waiting is not None and waiting.reason == "CrashLoopBackOff"
     if waiting is not None and (waiting.reason in TERMINAL_REASONS or crashing):
-        if crashing and _crashes(cs) <= CRASHES_TOLERATED:
+        if crashing and _crashes(cs) <= _tolerated(terminated):
             return None
         text = f"is {waiting.reason}"
         if terminated is not None:
@@ -184,10 +189,20 @@ def _stuck_container(cs: client.V1ContainerStatus, *, deleting: bool) -> str | N
     # container that exited 0 (an init container's "Completed") is fine or, restarting over
     # and over, shows up as CrashLoopBackOff above.
     if terminated is not None and terminated.exit_code != 0 and not deleting:
-        if _crashes(cs) <= CRASHES_TOLERATED:
+        if _crashes(cs) <= _tolerated(terminated):
             return None
         return f"exited: {_describe_exit(terminated)} ({_crashes(cs)} times)"
     return None
+
+
+def _tolerated(terminated: client.V1ContainerStateTerminated | None) -> int:
+    """How many crashes to wait out, by how long the last run lasted (unknown: short)."""
+    started = terminated.started_at if terminated else None
+    finished = terminated.finished_at if terminated else None
+    if started is None or finished is None:
+        return CRASHES_TOLERATED
+    ran = (finished - started).total_seconds()
+    return CRASHES_TOLERATED if ran < FAST_CRASH_SECONDS else SLOW_CRASHES_TOLERATED
 
 
 def _crashes(cs: client.V1ContainerStatus) -> int:
@@ -209,7 +224,9 @@ def raise_if_stuck(pods: Sequence[client.V1Pod], what: str) -> None:
     """Raise :class:`StartFailedError` when a pod is in a state it will not leave alone.
 
     Those are the :data:`TERMINAL_REASONS` and a container that crashed (exited non-zero, or
-    in ``CrashLoopBackOff``) more than :data:`CRASHES_TOLERATED` times.
+    in ``CrashLoopBackOff``) more than :data:`CRASHES_TOLERATED` times, or more than
+    :data:`SLOW_CRASHES_TOLERATED` times when its last run lasted :data:`FAST_CRASH_SECONDS`
+    or longer.
     The message names the pod, the container, the reason and exit code, and where a container
     ran, the command that shows its output.
     """

@@ -17,7 +17,7 @@ import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
 
@@ -220,9 +220,18 @@ def test_coredns_stale_after_resume_is_not_ready_until_its_host_pod_is(
 # -- failing fast on pods that will not start ------------------------------------------------
 
 
-def _exited(code: int, reason: str, message: str | None = None) -> client.V1ContainerState:
+def _exited(
+    code: int, reason: str, message: str | None = None, ran: float | None = None
+) -> client.V1ContainerState:
+    started = datetime(2026, 1, 1, tzinfo=UTC)
     return client.V1ContainerState(
-        terminated=client.V1ContainerStateTerminated(exit_code=code, reason=reason, message=message)
+        terminated=client.V1ContainerStateTerminated(
+            exit_code=code,
+            reason=reason,
+            message=message,
+            started_at=started if ran is not None else None,
+            finished_at=started + timedelta(seconds=ran) if ran is not None else None,
+        )
     )
 
 
@@ -342,6 +351,19 @@ def test_a_crashing_init_container_is_named() -> None:
     )
     with pytest.raises(StartFailedError, match="container kubernetes is CrashLoopBackOff"):
         raise_if_stuck([pod], "cp")
+
+
+def test_a_crash_after_a_long_run_is_waited_out_longer() -> None:
+    # A syncer that ran for a while and then gave up (a starved host), not a bad flag.
+    def pod(restarts: int, ran: float) -> client.V1Pod:
+        return _pod(_container("syncer", _exited(1, "Error", ran=ran), restarts=restarts))
+
+    raise_if_stuck([pod(1, ran=40)], "cp")  # the second crash, but a slow one
+    raise_if_stuck([pod(3, ran=40)], "cp")
+    with pytest.raises(StartFailedError, match=r"exited: Error, exit code 1 \(5 times\)"):
+        raise_if_stuck([pod(4, ran=40)], "cp")
+    with pytest.raises(StartFailedError, match=r"exited: Error, exit code 1 \(2 times\)"):
+        raise_if_stuck([pod(1, ran=0.4)], "cp")  # a fast second crash fails as before
 
 
 def test_containers_killed_while_their_pod_is_deleted_are_no_crash() -> None:
