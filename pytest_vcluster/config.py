@@ -19,6 +19,7 @@ from typing import Literal
 import yaml
 
 from pytest_vcluster.errors import ConfigError
+from pytest_vcluster.values import load_values_file
 from pytest_vcluster.versions import KubeVersion, parse_version_list, parse_version_map
 
 __all__ = [
@@ -560,9 +561,12 @@ def resolve_settings(
         attr = spec.dest.removeprefix("vcluster_")
         if spec.kind == "paths":
             items = [raw.value] if isinstance(raw.value, str) else raw.value
-            values["values_files"] = tuple(
-                _path(raw, item, must_exist=True) for item in items if item.strip()
-            )
+            files = tuple(_path(raw, item, must_exist=True) for item in items if item.strip())
+            for path in files:
+                # Read now: a broken file is a usage error before anything is created, not
+                # an internal error when the first spec is built.
+                load_values_file(path, option=raw.where)
+            values["values_files"] = files
             continue
         values[attr] = _parse_one(spec, raw)
     settings = Settings(**values)  # type: ignore[arg-type]

@@ -29,13 +29,16 @@ from pytest_vcluster.host import (
     host_api_client,
 )
 from pytest_vcluster.hostleases import HostLeases, HostRecord, Lease
+from pytest_vcluster.hostready import host_checks, wait_host_ready
 from pytest_vcluster.images import ImageLoader, LoadResult
+from pytest_vcluster.interrupts import interrupts
 from pytest_vcluster.procs import ProcessId
 from pytest_vcluster.progress import Progress
 from pytest_vcluster.reaper import count_preserved
 from pytest_vcluster.runner import CommandRunner, find_tool
+from pytest_vcluster.waits import Deadline
 
-__all__ = ["ExistingHost", "Host", "SharedKindHost", "make_host"]
+__all__ = ["ExistingHost", "Host", "SharedKindHost", "ensure_host_ready", "make_host"]
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +80,15 @@ class ExistingHost:
             raise ValueError("ExistingHost needs settings.host_kubeconfig")
         self.kubeconfig = settings.host_kubeconfig
         self.context = settings.host_context
+        self.timeout = settings.host_timeout
+        #: What each readiness check saw when the host was acquired.
+        self.readiness: list[str] = []
 
     def acquire(self) -> HostInfo:
-        """Check that the cluster answers."""
-        return connect_existing_host(self.kubeconfig, self.context)
+        """Check that the cluster answers and that pods there can use its API and DNS."""
+        info = connect_existing_host(self.kubeconfig, self.context)
+        self.readiness = ensure_host_ready(info, self.timeout)
+        return info
 
     def release(self) -> None:
         """Nothing to do: the cluster is not ours."""
@@ -113,6 +121,7 @@ class SharedKindHost:
         docker_check: Callable[[], None] = check_docker,
         preserved: Callable[[HostInfo], int] | None = None,
         progress: Progress | None = None,
+        ready_check: Callable[[HostInfo], list[str]] | None = None,
     ) -> None:
         self.settings = settings
         self.run_id = run_id
@@ -121,11 +130,16 @@ class SharedKindHost:
         self.docker_check = docker_check
         self.preserved = preserved or _count_preserved
         self.progress = progress or Progress()
+        self.ready_check = ready_check or (
+            lambda info: ensure_host_ready(info, settings.host_timeout, progress=self.progress)
+        )
         self.leases = HostLeases(
             state_root, settings.host_name, lock_timeout=settings.host_timeout + 120
         )
         self.process = ProcessId.current()
         self._outcome: str | None = None
+        #: What each readiness check saw when the host was acquired.
+        self.readiness: list[str] = []
         self._holding = False
         self._loaded: list[LoadResult] = []
 
@@ -158,9 +172,19 @@ class SharedKindHost:
             if not kind.exists():
                 self._create(kind, record)
             kind.export_kubeconfig()
-            record.leases[self.process.key] = self._lease()
             created_here = record.created and record.created_by_run == self.run_id
             info = kind.info(created_here)
+            # Under the lock: one process waits for a new host, the others find it ready.
+            try:
+                self.readiness = self.ready_check(info)
+            except BaseException:
+                if created_here and not record.leases:
+                    # Nobody will use a host that never became ready: it goes as it came.
+                    self._remove_partial(kind)
+                    record.created = False
+                    record.created_by_run = None
+                raise
+            record.leases[self.process.key] = self._lease()
         if self.settings.load_images:
             self._load_images()
         return info
@@ -284,6 +308,27 @@ class SharedKindHost:
             images = "; ".join(result.describe() for result in self._loaded)
             return f"{self._outcome}; images: {images}"
         return self._outcome
+
+
+def ensure_host_ready(
+    info: HostInfo, timeout: float, *, progress: Progress | None = None
+) -> list[str]:
+    """Wait until pods on the host reach its API, DNS and storage (see
+    :mod:`~pytest_vcluster.hostready`); raise :class:`HostError` when they do not in time."""
+    try:
+        api = host_api_client(info.kubeconfig, info.context)
+    except Exception as exc:
+        raise HostError(f"cannot load the host's kubeconfig {info.kubeconfig}: {exc}") from exc
+    waiting = progress.waiting if progress is not None else Progress().waiting
+    try:
+        with waiting(f"the host {info.name!r} to be ready for vclusters"):
+            return wait_host_ready(
+                host_checks(api),
+                Deadline(timeout, stop=interrupts.cancel),
+                where=info.describe(),
+            )
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
 
 
 def _count_preserved(info: HostInfo) -> int:

@@ -9,7 +9,10 @@ deletion is never cut in half. A second signal stops every wait (:attr:`Interrup
 and prints what is left on the host and the command that removes it.
 
 Signal handlers belong to the process, so there is one :data:`interrupts` object per process;
-the plugin installs it at configure and removes it at unconfigure.
+the plugin installs it at configure and removes it at unconfigure. Python runs signal handlers
+in the main thread only, so only the main thread's teardown is shielded: a background thread
+(a lookahead start cleaning up after itself) is never cut by a signal, and its shield must not
+swallow the signal meant for the test the main thread runs.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class Interrupts:
         #: Set by the second signal: teardown stops waiting too.
         self.abandon = threading.Event()
         self.signal_name: str | None = None
-        self._shield_depth = 0
+        # Per thread: each thread counts its own nesting, so no two threads race on one count.
+        self._shield = threading.local()
         self._previous: dict[int, object] = {}
         self._stop_run: Callable[[str], None] = lambda reason: None
         self._leftovers: Callable[[], list[str]] = list
@@ -46,7 +50,7 @@ class Interrupts:
         self.cancel.clear()
         self.abandon.clear()
         self.signal_name = None
-        self._shield_depth = 0
+        self._shield = threading.local()
 
     def install(
         self,
@@ -86,12 +90,19 @@ class Interrupts:
 
     @contextlib.contextmanager
     def shielded(self) -> Iterator[None]:
-        """Run teardown so that a first signal does not cut it in half."""
-        self._shield_depth += 1
+        """Run teardown so that a first signal does not cut it in half (main thread only:
+        signals only ever interrupt the main thread)."""
+        shield = self._shield
+        shield.depth = getattr(shield, "depth", 0) + 1
         try:
             yield
         finally:
-            self._shield_depth -= 1
+            shield.depth -= 1
+
+    @property
+    def _shielded_now(self) -> bool:
+        # The handler runs in the main thread, so this reads the main thread's own depth.
+        return bool(getattr(self._shield, "depth", 0))
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         del frame
@@ -100,7 +111,7 @@ class Interrupts:
             self.signal_name = name
             self.cancel.set()
             self._stop_run(f"pytest-vcluster: {name}")
-            if self._shield_depth:
+            if self._shielded_now:
                 self._write(
                     f"\npytest-vcluster: {name}: finishing the teardown of this run's vclusters "
                     f"(send {name} again to stop waiting)\n"
@@ -110,7 +121,7 @@ class Interrupts:
         if not self.abandon.is_set():
             self.abandon.set()
             self._write(self.leftover_report(name))
-            if self._shield_depth:
+            if self._shielded_now:
                 return
         raise KeyboardInterrupt
 

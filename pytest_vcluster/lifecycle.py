@@ -25,10 +25,17 @@ from pytest_vcluster.config import CreateWith, Settings, TeardownMode
 from pytest_vcluster.connection import Connection
 from pytest_vcluster.drivers import ApiDriver, CliDriver, ObjectDriver
 from pytest_vcluster.errors import RunInterruptedError, VClusterError, WaitTimeoutError, api_error
+from pytest_vcluster.evidence import (
+    ContainerLog,
+    attach,
+    attached,
+    is_transient,
+    read_restarted_logs,
+)
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.host import HostInfo, host_api_client
 from pytest_vcluster.interrupts import interrupts
-from pytest_vcluster.labels import control_plane_selector, vcluster_name
+from pytest_vcluster.labels import LABEL_STATE, control_plane_selector, vcluster_name
 from pytest_vcluster.namespaces import HostNamespaces
 from pytest_vcluster.probes import (
     PhaseTimer,
@@ -53,6 +60,22 @@ __all__ = ["Connection", "TeardownAction", "VClusterManager", "decide_teardown"]
 log = logging.getLogger(__name__)
 
 _API_TIMEOUT = 15.0
+
+
+#: Starts of one cluster at most: a second one only after a transient crash of the first.
+START_ATTEMPTS = 2
+
+
+class _TransientStartError(Exception):
+    """A start failed for a reason a new start can get past (carried to :meth:`create`)."""
+
+    def __init__(self, error: VClusterError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 class TeardownAction(enum.Enum):
@@ -196,9 +219,44 @@ class VClusterManager:
         """Resume a matching paused vcluster or create a new one, and wait until it is ready.
 
         When setup fails after something was made on the host, ``teardown_on_error`` decides
-        (as for a failed test) whether it is kept for inspection or removed. ``prepared``
-        only marks the record of a cluster made ahead of its test.
+        (as for a failed test) whether it is kept for inspection or removed. A new cluster
+        whose control plane crashed because it could not reach the host's API for a moment
+        (:func:`~pytest_vcluster.evidence.is_transient`) is deleted and started once more;
+        the records and the summary list each such retry. ``prepared`` only marks the record
+        of a cluster made ahead of its test.
         """
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return self._create_once(
+                    spec,
+                    teardown_on_error=teardown_on_error,
+                    prepared=prepared,
+                    may_retry=attempt < START_ATTEMPTS,
+                )
+            except _TransientStartError as transient:
+                self.stats.record_retry(
+                    {
+                        "test": spec.test,
+                        "worker": self.worker,
+                        "attempt": attempt,
+                        "reason": _first_line(transient.error),
+                        "logs": [entry.to_dict() for entry in attached(transient.error)],
+                    }
+                )
+                log.warning(
+                    "vcluster start %d of %d failed for a transient reason, starting a new one: "
+                    "%s", attempt, START_ATTEMPTS, transient.error,
+                )  # fmt: skip
+        raise AssertionError("unreachable: the last attempt never retries")  # pragma: no cover
+
+    def _create_once(
+        self,
+        spec: VClusterSpec,
+        *,
+        teardown_on_error: TeardownMode,
+        prepared: bool,
+        may_retry: bool,
+    ) -> VCluster:
         if interrupts.interrupted:
             raise RunInterruptedError("not creating a vcluster: the run was interrupted")
         deadline = Deadline(spec.ready_timeout, stop=interrupts.cancel)
@@ -232,9 +290,16 @@ class VClusterManager:
                 name, namespace, spec, deadline, timer, reused=reused is not None
             )
         except VClusterError as exc:
-            self.stats.record("failed")
+            # Before anything is deleted: a crashed container's own words go with the error.
+            attach(exc, self._restarted_logs(name, namespace))
+            retry = may_retry and reused is None and is_transient(exc, attached(exc))
+            if not retry:
+                self.stats.record("failed")
             log.warning("vcluster %s/%s failed to start: %s", namespace, name, exc)
-            self._cleanup_failed(name, namespace, teardown_on_error, resumed=reused is not None)
+            mode = TeardownMode.DELETE if retry else teardown_on_error
+            self._cleanup_failed(name, namespace, mode, resumed=reused is not None)
+            if retry:
+                raise _TransientStartError(exc) from exc
             raise
         except Exception as exc:
             self.stats.record("failed")
@@ -245,9 +310,28 @@ class VClusterManager:
             self._cleanup_failed(name, namespace, TeardownMode.DELETE, resumed=reused is not None)
             raise
         self._track(name, namespace, "in use")
-        self._record_ready(handle, event, timer, prepared=prepared)
+        self._record_ready(
+            handle, event, timer, prepared=prepared, restarts=self._restarted_logs(name, namespace)
+        )
         log.info("vcluster %s/%s %s, ready in %.1fs", namespace, name, event, timer.elapsed)
         return handle
+
+    def _restarted_logs(self, name: str, namespace: str) -> list[ContainerLog]:
+        """The logs of this cluster's control-plane containers that restarted or exited."""
+        try:
+            core = self._host_core
+        except Exception as exc:  # noqa: BLE001 - no host client, no evidence: the error stands
+            log.info("cannot read the control plane's logs: %s", exc)
+            return []
+        return read_restarted_logs(core, namespace, control_plane_selector(name))
+
+    def hand_over(self, handle: VCluster, test: str) -> None:
+        """Record on the host that ``test`` now holds a cluster prepared for another one."""
+        try:
+            self.namespaces.annotate_test(handle.namespace, test)
+        except VClusterError as exc:
+            # Only diagnostics and `pytest-vcluster ls` read it: not worth failing a test for.
+            log.warning("%s", exc)
 
     def finish(self, handle: VCluster, action: TeardownAction) -> None:
         """Tear a vcluster down: delete, pause or keep it. Errors are recorded, not raised."""
@@ -271,9 +355,11 @@ class VClusterManager:
                 self._untrack(handle.name)
                 self.stats.record("paused")
             else:
-                self.namespaces.mark(handle.namespace, "kept")
+                # Decided: this cluster stays. Untracked first, so that a failed label below
+                # never makes close() delete it as stranded.
                 self._untrack(handle.name)
                 self.stats.record("kept")
+                self._mark_kept(handle.namespace)
                 log.warning(
                     "kept vcluster %s in namespace %s; connect with "
                     "'vcluster connect %s -n %s --driver helm'",
@@ -319,7 +405,13 @@ class VClusterManager:
         self._record_ready(handle, "resumed", timer, prepared=False)
 
     def _record_ready(
-        self, handle: VCluster, event: str, timer: PhaseTimer, *, prepared: bool
+        self,
+        handle: VCluster,
+        event: str,
+        timer: PhaseTimer,
+        *,
+        prepared: bool,
+        restarts: list[ContainerLog] | None = None,
     ) -> None:
         """Note on the handle and in the stats how a cluster became ready."""
         handle.ready_seconds = round(timer.elapsed, 3)
@@ -336,8 +428,15 @@ class VClusterManager:
                 "worker": self.worker,
                 "ready_seconds": handle.ready_seconds,
                 "phases": [list(phase) for phase in timer.phases],
+                # A start that survived a crash: what the container said before it exited.
+                "restarts": [entry.to_dict() for entry in restarts or []],
             }
         )
+        if restarts:
+            log.warning(
+                "vcluster %s became ready after a crash: %s",
+                handle.name, "; ".join(f"{entry.title}: {entry.tail(3)}" for entry in restarts),
+            )  # fmt: skip
 
     def close(self) -> None:
         """Delete what no teardown took care of, close every connection, end the run lease.
@@ -468,9 +567,27 @@ class VClusterManager:
             except Exception as exc:  # noqa: BLE001 - the start error is the one to report
                 log.warning("cannot delete vcluster %s after its failed start: %s", name, exc)
         else:
+            self._untrack(name)
             try:
-                self.namespaces.mark(namespace, "kept")
-                self._untrack(name)
+                self._mark_kept(namespace)
             except Exception as exc:  # noqa: BLE001 - the start error is the one to report
                 log.info("cannot label vcluster %s kept: %s", name, exc)
+            self.stats.record("kept")
             log.warning("setup of vcluster %s failed; kept in namespace %s", name, namespace)
+
+    def _mark_kept(self, namespace: str, attempts: int = 3) -> None:
+        """Label a kept cluster's namespace (the reaper spares it); a few tries, as the label
+        is all that tells a later reaper to spare it."""
+        for attempt in range(attempts):
+            try:
+                self.namespaces.mark(namespace, "kept")
+            except Exception as exc:
+                if attempt + 1 == attempts:
+                    raise VClusterError(
+                        f"kept namespace {namespace} but could not label it kept ({exc}); "
+                        f"a later reap may remove it: label it with `kubectl label namespace "
+                        f"{namespace} {LABEL_STATE}=kept --overwrite`"
+                    ) from exc
+                time.sleep(0.5 * (attempt + 1))
+            else:
+                return

@@ -16,6 +16,7 @@ from typing import Any
 
 from pytest_vcluster.config import TeardownMode, parse_teardown
 from pytest_vcluster.errors import ConfigError
+from pytest_vcluster.values import load_values_file
 from pytest_vcluster.versions import KubeVersion, parse_version, parse_version_list
 
 __all__ = [
@@ -92,6 +93,7 @@ def parse_marker(
             values_file = base_dir / values_file
         if not values_file.is_file():
             raise ConfigError(_arg("values_file"), f"{raw_file} does not exist ({values_file})")
+        load_values_file(values_file, option=_arg("values_file"))
 
     teardown = kwargs.get("teardown")
     parsed_teardown = parse_teardown(teardown, option=_arg("teardown")) if teardown else None

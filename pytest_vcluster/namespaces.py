@@ -106,6 +106,14 @@ class HostNamespaces:
         except Exception as exc:
             raise api_error(f"cannot label namespace {namespace} {state}", exc) from exc
 
+    def annotate_test(self, namespace: str, test: str) -> None:
+        """Name the test that now holds the cluster (a prepared one changes hands)."""
+        patch = {"metadata": {"annotations": {ANNOTATION_TEST: test}}}
+        try:
+            self.core.patch_namespace(namespace, patch, _request_timeout=_API_TIMEOUT)
+        except Exception as exc:
+            raise api_error(f"cannot annotate namespace {namespace} with its test", exc) from exc
+
     def claim_paused(self, spec_hash: str, slot: str, test: str) -> tuple[str, str] | None:
         """Find a paused vcluster of this slot and spec and claim it for this run.
 

@@ -13,18 +13,27 @@ Fixtures:
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import inspect
+import itertools
 import os
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import replace
+from types import TracebackType
 from typing import Any
 
 import pytest
 
-from pytest_vcluster.config import OPTIONS, Settings, resolve_settings
+from pytest_vcluster.config import OPTIONS, Settings, TeardownMode, resolve_settings
 from pytest_vcluster.diagnostics import DiagnosticsCollector, junit_properties
-from pytest_vcluster.errors import CommandError, ConfigError, HostError, ToolNotFoundError
+from pytest_vcluster.errors import (
+    CommandError,
+    ConfigError,
+    HostError,
+    ToolNotFoundError,
+    VClusterError,
+)
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.host import HostInfo
 from pytest_vcluster.hostleases import default_state_root
@@ -41,6 +50,8 @@ from pytest_vcluster.spec import ClusterRequest, VClusterSpec
 from pytest_vcluster.stats import Stats
 from pytest_vcluster.values import deep_merge
 from pytest_vcluster.versions import KubeVersion
+from pytest_vcluster.waits import Deadline
+from pytest_vcluster.xdist_workers import leftover_hint, stop_and_wait
 
 __all__ = [
     "pytest_addoption",
@@ -86,6 +97,8 @@ DIAGNOSTICS_KEY = pytest.StashKey[DiagnosticsCollector]()
 FACTORY_KEY = pytest.StashKey[VClusterFactory]()
 WORKER_CLUSTER_KEY = pytest.StashKey[VCluster]()
 PROPERTIES_KEY = pytest.StashKey[list[str]]()
+#: xdist controller: its workers (pytest-xdist's ``WorkerController`` objects).
+NODES_KEY = pytest.StashKey[list[Any]]()
 
 #: Fixtures whose use makes a test take part in the version matrix.
 VCLUSTER_FIXTURES = frozenset(
@@ -176,10 +189,49 @@ def pytest_configure(config: pytest.Config) -> None:
         if session is not None:
             session.shouldstop = reason
 
+    controller = _XdistController(config) if _is_xdist_controller(config) else None
+    if controller is not None:
+        config.pluginmanager.register(controller, "vcluster-xdist-controller")
+
     def leftovers() -> list[str]:
+        if controller is not None:
+            return controller.leftovers()
         return [line for manager in managers for line in manager.leftovers()]
 
     interrupts.install(stop_run=stop_run, leftovers=leftovers)
+
+
+class _XdistController:
+    """xdist controller only: after an interrupt, wait for the workers' teardown before
+    pytest-xdist shuts them down (see :mod:`~pytest_vcluster.xdist_workers`)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.waiting_for: list[str] | None = None
+
+    def leftovers(self) -> list[str]:
+        if self.waiting_for is None:
+            return []
+        return leftover_hint(self.config.stash[SETTINGS_KEY], self.waiting_for)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Before pytest-xdist's own (which stops the workers): wait for them to finish."""
+        nodes = session.config.stash.get(NODES_KEY, [])
+        if not interrupts.interrupted or interrupts.abandon.is_set() or not nodes:
+            return
+        settings = session.config.stash[SETTINGS_KEY]
+        deadline = Deadline(settings.delete_timeout, stop=interrupts.abandon)
+        self.waiting_for = [str(getattr(node.gateway, "id", "?")) for node in nodes]
+        progress = session.config.stash[PROGRESS_KEY]
+        with interrupts.shielded(), progress.waiting("the xdist workers to tear down"):
+            still = stop_and_wait(nodes, deadline)
+        self.waiting_for = still if still else None
+        if still and not interrupts.abandon.is_set():
+            progress.note(
+                f"xdist worker(s) {', '.join(still)} still tearing down after "
+                f"{settings.delete_timeout:g}s: pytest-xdist stops them now"
+            )
 
 
 def _terminal_writer(config: pytest.Config) -> Callable[[str], None] | None:
@@ -214,6 +266,7 @@ def pytest_configure_node(node: object) -> None:
     config: pytest.Config | None = getattr(node, "config", None)
     if workerinput is not None and config is not None:
         workerinput["vcluster_run_id"] = config.stash[RUN_ID_KEY]
+        config.stash.setdefault(NODES_KEY, []).append(node)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -328,7 +381,10 @@ def pytest_collection_modifyitems(
         needs_fresh = "vcluster" in getattr(item, "fixturenames", ())
         # A test marked skip never sets its fixtures up: preparing for it would be waste.
         if needs_fresh and request.extra_values is not None and not item.get_closest_marker("skip"):
-            predicted = request.spec(settings)
+            try:
+                predicted = request.spec(settings)
+            except ConfigError:
+                predicted = None  # not prepared ahead; the test's setup reports the error
         item.stash[PREDICTED_KEY] = predicted
     config.stash[INDEX_KEY] = {item.nodeid: index for index, item in enumerate(items)}
 
@@ -405,8 +461,15 @@ def pytest_runtest_makereport(
         if handle.name not in recorded:
             item.user_properties += junit_properties(handle, len(recorded))
             recorded.append(handle.name)
+    hidden = _hide_plugin_frames(item, call)
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
+    if hidden and report.failed and call.excinfo is not None:
+        # Nothing but the plugin's own frames: the message alone, as pytest.fail(pytrace=False).
+        report.longrepr = (
+            f"{call.excinfo.typename}: {call.excinfo.value}\n"
+            "(the plugin's traceback: run with --full-trace or -vv)"
+        )
     item.stash.setdefault(REPORTS_KEY, {})[report.when] = report
     collector = item.stash.get(DIAGNOSTICS_KEY, None)
     # The call's report comes before the teardown: the clusters still exist. After Ctrl-C
@@ -415,6 +478,52 @@ def pytest_runtest_makereport(
     if wanted and collector is not None:
         error = call.excinfo.value if call.excinfo else None
         report.sections += collector.sections(item.nodeid, clusters, error)
+
+
+def _package_dir(name: str) -> str:
+    # Found without importing it: the API client is heavy, and this runs at import time.
+    spec = importlib.util.find_spec(name)
+    origin = spec.origin if spec is not None and spec.origin else ""
+    return os.path.dirname(origin) + os.sep
+
+
+#: Frames a plugin error is shown without: the plugin's own and the API client's below it.
+_INTERNAL_ROOTS = tuple(_package_dir(name) for name in ("pytest_vcluster", "kubernetes", "urllib3"))
+#: pytest's and pluggy's frames, which pytest hides itself.
+_PYTEST_ROOTS = tuple(_package_dir(name) for name in ("_pytest", "pluggy"))
+
+
+def _hide_plugin_frames(item: pytest.Item, call: pytest.CallInfo[None]) -> bool:
+    """Cut the plugin's frames from a plugin error's traceback, as pytest does its own.
+
+    The frames are unlinked from the exception's traceback itself: pytest rebuilds the
+    traceback from the test function's frame on, so a filtered copy would not last. Returns
+    True when no frame but pytest's is left (the report then shows the message alone). With
+    ``--full-trace`` or ``-vv`` the whole traceback and the cause chain stay.
+    """
+    excinfo = call.excinfo
+    if excinfo is None or not isinstance(excinfo.value, VClusterError):
+        return False
+    if item.config.getoption("fulltrace", False) or item.config.get_verbosity() >= 2:
+        return False
+    kept: list[TracebackType] = []
+    frame: TracebackType | None = excinfo.tb
+    while frame is not None:
+        code_path = frame.tb_frame.f_code.co_filename
+        hidden = "__tracebackhide__" in frame.tb_frame.f_locals
+        if not hidden and not code_path.startswith(_INTERNAL_ROOTS):
+            kept.append(frame)
+        frame = frame.tb_next
+    # The causes (the API's exception, a subprocess error) are in the message already.
+    excinfo.value.__suppress_context__ = True
+    excinfo.value.__cause__ = None
+    if not any(not f.tb_frame.f_code.co_filename.startswith(_PYTEST_ROOTS) for f in kept):
+        return True
+    for before, after in itertools.pairwise(kept):
+        before.tb_next = after
+    kept[-1].tb_next = None
+    excinfo.traceback = type(excinfo.traceback)(kept[0])
+    return False
 
 
 def _failed(item: pytest.Item) -> bool:
@@ -570,6 +679,7 @@ def _vcluster_pool(
         lookahead=vcluster_settings.lookahead,
         parallel=vcluster_settings.parallel_creates,
         progress=request.config.stash[PROGRESS_KEY],
+        teardown_of=lambda nodeid: _teardown_mode_of(session, nodeid),
     )
     request.config.stash[POOL_KEY] = pool
     pool.plan()
@@ -588,6 +698,16 @@ def _vcluster_worker_pool(
     pool = WorkerPool(_vcluster_manager, vcluster_settings, _worker_id(pytestconfig))
     yield pool
     pool.close(failed=request.session.testsfailed > 0)
+
+
+def _teardown_mode_of(session: pytest.Session, nodeid: str) -> TeardownMode:
+    """The teardown mode of the test ``nodeid`` (its marker's, else the setting)."""
+    settings = session.config.stash[SETTINGS_KEY]
+    index = session.config.stash.get(INDEX_KEY, {}).get(nodeid)
+    if index is None or index >= len(session.items):
+        return settings.teardown
+    found = session.items[index].stash.get(REQUEST_KEY, None)
+    return found.teardown_mode(settings) if found is not None else settings.teardown
 
 
 def _request(request: pytest.FixtureRequest) -> ClusterRequest:

@@ -49,6 +49,8 @@ class Manager(Protocol):
 
     def finish(self, handle: VCluster, action: TeardownAction) -> None: ...
 
+    def hand_over(self, handle: VCluster, test: str) -> None: ...
+
 
 def _interchangeable(made: VClusterSpec, wanted: VClusterSpec) -> bool:
     # The spec hash leaves the volume choice out (for resuming paused clusters); a prepared
@@ -82,6 +84,9 @@ class ClusterPool:
     parallel: int = 1
     teardown_workers: int = 4
     progress: Progress = field(default_factory=Progress)
+    #: The teardown mode of a test by node id: a prepared cluster that fails to start is kept
+    #: when its test's mode keeps failed clusters (``keep-on-failure``).
+    teardown_of: Callable[[str], TeardownMode] = lambda nodeid: TeardownMode.DELETE
     _preparations: dict[str, _Preparation] = field(default_factory=dict)
     _failures: dict[str, int] = field(default_factory=dict)
     _teardowns: list[concurrent.futures.Future[None]] = field(default_factory=list)
@@ -135,8 +140,10 @@ class ClusterPool:
         return None
 
     def _submit(self, nodeid: str, spec: VClusterSpec) -> None:
+        teardown_on_error = self.teardown_of(nodeid)
+
         def prepare() -> VCluster:
-            return self.manager.create(spec, teardown_on_error=TeardownMode.DELETE, prepared=True)
+            return self.manager.create(spec, teardown_on_error=teardown_on_error, prepared=True)
 
         future = self._creators.submit(prepare)
         self._preparations[nodeid] = _Preparation(nodeid, spec, future)
@@ -177,6 +184,8 @@ class ClusterPool:
                 raise VClusterError(
                     f"the vcluster prepared ahead for this test failed: {exc}"
                 ) from exc
+            if preparation.spec.test != spec.test:
+                self.manager.hand_over(handle, spec.test)
             return Taken(handle, "prepared", time.monotonic() - started)
         try:
             with self.progress.waiting(what, lambda: _phases(got)):

@@ -6,6 +6,9 @@ host is renewed, see :mod:`~pytest_vcluster.runs`). :func:`reap` deletes the act
 of ended runs: they were being used when the run died and nobody will come back for them.
 Clusters left paused or kept on purpose are listed and removed only when asked, and only once
 older than an age limit. A live run's clusters are never touched.
+
+Liveness and ages are both judged by the host's clock (the ``Date`` of its answer), never by
+this machine's, which may disagree with the host and with the machines running the tests.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pytest_vcluster.labels import (
     PRESERVED_STATES,
 )
 from pytest_vcluster.namespaces import begin_delete
-from pytest_vcluster.runs import live_runs, utc_now
+from pytest_vcluster.runs import runs_seen
 
 __all__ = ["ManagedCluster", "ReapResult", "count_preserved", "reap", "survey"]
 
@@ -82,9 +85,12 @@ class ReapResult:
 
 
 def survey(
-    api: client.ApiClient, clock: Callable[[], datetime.datetime] = utc_now
+    api: client.ApiClient, clock: Callable[[], datetime.datetime] | None = None
 ) -> list[ManagedCluster]:
-    """Every vcluster namespace the plugin made on this host, oldest first."""
+    """Every vcluster namespace the plugin made on this host, oldest first.
+
+    ``clock`` stands in for the host's clock (tests); by default the host's answer dates it.
+    """
     core = client.CoreV1Api(api)
     try:
         # Namespaces first, then leases: a run makes its lease before its first namespace,
@@ -94,8 +100,8 @@ def survey(
         ).items
     except Exception as exc:
         raise api_error("cannot list the vcluster namespaces on the host", exc) from exc
-    alive = live_runs(api, clock)
-    now = clock()
+    seen = runs_seen(api, clock)
+    alive, now = seen.alive, seen.host_now
     found = []
     for ns in namespaces:
         meta = ns.metadata
@@ -145,12 +151,13 @@ def reap(
     *,
     preserved_older_than: float | None = None,
     dry_run: bool = False,
-    clock: Callable[[], datetime.datetime] = utc_now,
+    clock: Callable[[], datetime.datetime] | None = None,
 ) -> ReapResult:
     """Delete the vclusters of ended runs (and old preserved ones when asked).
 
     ``preserved_older_than`` (seconds) also removes clusters left paused or kept on purpose
-    once that old; ``None`` never does. Deletion is started, not awaited.
+    once that old by the host's clock; ``None`` never does. Deletion is started, not awaited.
+    ``clock`` is as for :func:`survey`.
     """
     result = _select(survey(api, clock), preserved_older_than)
     if dry_run:

@@ -40,6 +40,8 @@ class Stats:
     setups: list[dict[str, Any]] = field(default_factory=list)
     teardowns: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Starts retried after a transient crash: the test, the reason and the crashed logs.
+    retries: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, event: str, ready_seconds: float | None = None) -> None:
@@ -75,6 +77,11 @@ class Stats:
                 {"name": name, "action": action, "seconds": round(seconds, 3), "error": error}
             )
 
+    def record_retry(self, entry: dict[str, Any]) -> None:
+        """A start that failed for a transient reason and was started again."""
+        with self._lock:
+            self.retries.append(entry)
+
     def note(self, line: str) -> None:
         """A line for the terminal summary (e.g. what the reaper removed)."""
         with self._lock:
@@ -89,6 +96,7 @@ class Stats:
             self.setups.extend(data.get("setups", []))
             self.teardowns.extend(data.get("teardowns", []))
             self.notes.extend(str(line) for line in data.get("notes", []))
+            self.retries.extend(data.get("retries", []))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy (xdist sends it from workers to the controller)."""
@@ -100,6 +108,7 @@ class Stats:
                 "setups": list(self.setups),
                 "teardowns": list(self.teardowns),
                 "notes": list(self.notes),
+                "retries": list(self.retries),
             }
 
     def write(self, path: Path) -> None:
@@ -110,7 +119,7 @@ class Stats:
     @property
     def empty(self) -> bool:
         """True when nothing was recorded."""
-        return not self.counts and not self.setups and not self.notes
+        return not self.counts and not self.setups and not self.notes and not self.retries
 
     def summary_lines(self) -> list[str]:
         """Lines for the terminal summary."""
@@ -132,6 +141,12 @@ class Stats:
                 f"p95 {percentile(waits, 0.95):.1f}s over {len(waits)} "
                 f"({prepared} prepared ahead)"
             )
+        if self.retries:
+            lines.append(
+                f"vcluster starts retried after a transient crash: {len(self.retries)} "
+                "(details in --vcluster-records)"
+            )
+            lines += [f"  {entry['test']}: {entry['reason']}" for entry in self.retries[:5]]
         failed = [entry for entry in self.teardowns if entry["error"]]
         for entry in failed:
             lines.append(

@@ -90,6 +90,14 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: ``line 2, column 1: expected ...``."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
 def load_values_file(path: Path, *, option: str) -> dict[str, Any]:
     """Read a chart values file; an empty file is an empty mapping."""
     try:
@@ -97,7 +105,9 @@ def load_values_file(path: Path, *, option: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(option, f"cannot read values file {path}: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(option, f"values file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(
+            option, f"values file {path} is not valid YAML: {yaml_problem(exc)}"
+        ) from exc
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

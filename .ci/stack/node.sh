@@ -50,6 +50,21 @@ DOCKERFILE
   echo "$tag"
 }
 
+# node_image_key K8S_BIN_DIR BASE IMAGE...: the node image's cache key, from everything it is
+# made of. Contents and names only, never paths: clones in different folders share the cache and
+# Docker's images, and a key that differed between them would make each rebuild the node image
+# and prune the other's. The C locale fixes the order of the node/ files whatever the caller's.
+node_image_key() {
+  local bin="$1"; shift
+  {
+    docker image inspect -f '{{.Id}}' "$@"
+    # The names too: the node's containerd gets the images under them.
+    printf '%s\n' "$@"
+    (export LC_ALL=C; cd "$STACK_DIR/node" && sha256sum -- *)
+    (cd "$bin" && sha256sum -- kubeadm kubelet kubectl)
+  } | sha256sum | cut -c1-12
+}
+
 # node_image BASE TAG K8S_BIN_DIR IMAGE...: base + kubeadm/kubelet/kubectl + preloaded images.
 node_image() {
   local base="$1" tag="$2" bin="$3"; shift 3

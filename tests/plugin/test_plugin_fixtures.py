@@ -55,6 +55,9 @@ class FakeManager:
         self.stats.record({"delete": "deleted", "pause": "paused", "keep": "kept"}[action.value])
         self._log(event="finish", name=handle.name, action=action.value)
 
+    def hand_over(self, handle, test):
+        self._log(event="hand_over", name=handle.name, test=test)
+
 
 @pytest.fixture(autouse=True)
 def _preparations_settle(request):

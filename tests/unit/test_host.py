@@ -7,7 +7,7 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from conftest import FakeTool
 
 from pytest_vcluster.config import Settings
 from pytest_vcluster.errors import CommandError, HostError
-from pytest_vcluster.host import check_docker, kind_config, write_private
+from pytest_vcluster.host import HostInfo, check_docker, kind_config, write_private
 from pytest_vcluster.hosts import ExistingHost, SharedKindHost, make_host
 from pytest_vcluster.procs import ProcessId, start_time
 from pytest_vcluster.runner import CommandRunner
@@ -105,6 +105,7 @@ def shared(
     worker: str = "master",
     process: ProcessId | None = None,
     preserved: int = 0,
+    ready_check: Callable[[HostInfo], list[str]] | None = None,
     **settings: object,
 ) -> SharedKindHost:
     values: dict[str, object] = {"kind_binary": str(kind.path), "host_name": "t"}
@@ -116,6 +117,7 @@ def shared(
         worker=worker,
         docker_check=docker_ok,
         preserved=lambda info: preserved,
+        ready_check=ready_check or (lambda info: ["ready"]),
     )
     if process is not None:
         host.process = process
@@ -314,3 +316,33 @@ def test_write_private_tightens_existing_file(tmp_path: Path) -> None:
     write_private(path, "new")
     assert path.read_text() == "new"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_new_host_is_handed_out_only_once_it_is_ready(kind: FakeKind, tmp_path: Path) -> None:
+    # The syncer exits when it starts before pods can reach the host's API: the host is
+    # checked ready (kube-proxy, CoreDNS, storage) before anyone gets it.
+    checked: list[str] = []
+
+    def ready(info: HostInfo) -> list[str]:
+        checked.append(info.name)
+        return ["ok"]
+
+    host = shared(kind, tmp_path, ready_check=ready)
+    host.acquire()
+    assert checked == ["t"]
+    assert host.readiness == ["ok"]
+
+
+def test_a_host_this_run_made_that_never_gets_ready_is_removed(
+    kind: FakeKind, tmp_path: Path
+) -> None:
+    def never(info: HostInfo) -> list[str]:
+        raise HostError("the host is not ready to run vclusters: CoreDNS not Ready")
+
+    host = shared(kind, tmp_path, ready_check=never)
+    with pytest.raises(HostError, match="not ready to run vclusters"):
+        host.acquire()
+    assert kind.calls("delete")
+    assert kind.clusters == []
+    assert not host.leases.read().created
+    assert host.leases.read().leases == {}

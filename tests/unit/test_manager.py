@@ -19,7 +19,13 @@ from conftest import FakeTool
 from pytest_vcluster import lifecycle, pausing
 from pytest_vcluster.config import Settings, TeardownMode
 from pytest_vcluster.drivers import CliDriver
-from pytest_vcluster.errors import CommandError, RunInterruptedError, VClusterError
+from pytest_vcluster.errors import (
+    CommandError,
+    RunInterruptedError,
+    StartFailedError,
+    VClusterError,
+)
+from pytest_vcluster.evidence import ContainerLog, attached
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.host import HostInfo
 from pytest_vcluster.interrupts import interrupts
@@ -352,3 +358,127 @@ def test_no_create_after_an_interrupt(manager: VClusterManager, done: list[str])
     finally:
         interrupts.reset()
     assert done == []
+
+
+def test_a_kept_cluster_whose_label_fails_is_never_deleted_as_stranded(
+    manager: VClusterManager, done: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review: a failed "kept" label left the cluster tracked as in use, and close() then
+    # deleted the one cluster keep-on-failure was meant to save.
+    handle = manager.create(spec(manager.settings), teardown_on_error=TeardownMode.DELETE)
+
+    def refuse(self: HostNamespaces, namespace: str, state: str) -> None:
+        raise VClusterError("cannot label namespace: 503 Service Unavailable")
+
+    monkeypatch.setattr(HostNamespaces, "mark", refuse)
+    monkeypatch.setattr(lifecycle.time, "sleep", lambda seconds: None)
+    manager.finish(handle, TeardownAction.KEEP)
+    manager.close()
+    assert not any(step.startswith("delete") for step in done)
+    assert manager.leftovers() == []
+    [entry] = manager.stats.teardowns
+    assert "label it with `kubectl label namespace" in str(entry["error"])
+
+
+def test_a_failed_start_kept_for_inspection_is_untracked_even_if_its_label_fails(
+    manager: VClusterManager, done: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager.driver = FakeDriver(done, fail=True)
+
+    def refuse(self: HostNamespaces, namespace: str, state: str) -> None:
+        raise VClusterError("cannot label namespace: 503 Service Unavailable")
+
+    monkeypatch.setattr(HostNamespaces, "mark", refuse)
+    monkeypatch.setattr(lifecycle.time, "sleep", lambda seconds: None)
+    with pytest.raises(VClusterError, match="422 Invalid"):
+        manager.create(spec(manager.settings), teardown_on_error=TeardownMode.KEEP_ON_FAILURE)
+    manager.close()
+    assert not any(step.startswith("delete") for step in done)
+
+
+def test_hand_over_names_the_test_that_now_holds_the_cluster(
+    manager: VClusterManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    annotated: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        HostNamespaces, "annotate_test", lambda self, ns, test: annotated.append((ns, test))
+    )
+    handle = manager.create(spec(manager.settings), teardown_on_error=TeardownMode.DELETE)
+    manager.hand_over(handle, "tests/test_b.py::test_b")
+    assert annotated == [(handle.namespace, "tests/test_b.py::test_b")]
+
+
+SYNCER_REFUSED = ContainerLog(
+    "vc-0",
+    "syncer",
+    1,
+    True,
+    'using secret annotations: get secret: Get "https://10.96.0.1:443/api/v1/namespaces/x/'
+    'secrets/vc-config-x": dial tcp 10.96.0.1:443: connect: connection refused',
+)
+SYNCER_BAD_FLAG = ContainerLog("vc-0", "syncer", 1, True, "Error: unknown flag: --no-such-flag")
+
+
+def crash_first_start(
+    manager: VClusterManager, monkeypatch: pytest.MonkeyPatch, done: list[str], log: ContainerLog
+) -> None:
+    connect = manager._connect
+    attempts: list[str] = []
+
+    def crash_once(name: str, namespace: str, *args: object, **kwargs: object) -> VCluster:
+        attempts.append(name)
+        if len(attempts) == 1:
+            raise StartFailedError(
+                f"control plane in namespace {namespace}: pod vc-0 container syncer exited: "
+                "Error, exit code 1 (2 times)"
+            )
+        return connect(name, namespace, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(manager, "_connect", crash_once)
+    monkeypatch.setattr(
+        manager, "_restarted_logs", lambda name, ns: [log] if len(attempts) == 1 else []
+    )
+
+
+def test_a_crash_for_want_of_the_hosts_api_is_started_again_and_recorded(
+    manager: VClusterManager, monkeypatch: pytest.MonkeyPatch, done: list[str]
+) -> None:
+    crash_first_start(manager, monkeypatch, done, SYNCER_REFUSED)
+    handle = manager.create(spec(manager.settings), teardown_on_error=TeardownMode.KEEP_ON_FAILURE)
+    # The crashed one went (even under keep-on-failure: the test did not fail), a new one came.
+    deleted = [step for step in done if step.startswith("delete namespace")]
+    assert len(deleted) == 1
+    assert handle.namespace not in deleted[0]
+    assert manager.stats.counts["failed"] == 0
+    [retry] = manager.stats.retries
+    assert retry["reason"].endswith("exited: Error, exit code 1 (2 times)")
+    assert "connection refused" in retry["logs"][0]["tail"]
+    assert "retried after a transient crash: 1" in "\n".join(manager.stats.summary_lines())
+
+
+def test_a_deterministic_crash_fails_at_once_with_the_containers_own_words(
+    manager: VClusterManager, monkeypatch: pytest.MonkeyPatch, done: list[str]
+) -> None:
+    crash_first_start(manager, monkeypatch, done, SYNCER_BAD_FLAG)
+    with pytest.raises(StartFailedError) as raised:
+        manager.create(spec(manager.settings), teardown_on_error=TeardownMode.DELETE)
+    message = str(raised.value)
+    assert "--- pod vc-0 container syncer, previous run (restarted 1x), last lines ---" in message
+    assert message.endswith("Error: unknown flag: --no-such-flag")
+    assert attached(raised.value) == [SYNCER_BAD_FLAG]
+    assert manager.stats.counts["failed"] == 1
+    assert manager.stats.retries == []
+
+
+def test_a_second_transient_crash_is_not_retried_forever(
+    manager: VClusterManager, monkeypatch: pytest.MonkeyPatch, done: list[str]
+) -> None:
+    def always_crash(name: str, namespace: str, *args: object, **kwargs: object) -> VCluster:
+        raise StartFailedError(f"control plane in namespace {namespace}: container exited: Error")
+
+    monkeypatch.setattr(manager, "_connect", always_crash)
+    monkeypatch.setattr(manager, "_restarted_logs", lambda name, ns: [SYNCER_REFUSED])
+    with pytest.raises(StartFailedError, match="connection refused"):
+        manager.create(spec(manager.settings), teardown_on_error=TeardownMode.DELETE)
+    assert len(manager.stats.retries) == lifecycle.START_ATTEMPTS - 1
+    assert manager.stats.counts["failed"] == 1

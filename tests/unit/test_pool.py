@@ -36,6 +36,8 @@ class FakeManager:
     fail: set[str] = field(default_factory=set)
     created: list[tuple[str, bool]] = field(default_factory=list)
     finished: list[tuple[str, TeardownAction, str]] = field(default_factory=list)
+    handed: list[tuple[str, str]] = field(default_factory=list)
+    on_error: list[TeardownMode] = field(default_factory=list)
     running: int = 0
     most_running: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -51,6 +53,7 @@ class FakeManager:
             self.most_running = max(self.most_running, self.running)
             name = f"vc{len(self.created) + 1}"
             self.created.append((spec.spec_hash, prepared))
+            self.on_error.append(teardown_on_error)
         try:
             assert self.gate.wait(10)
             if spec.spec_hash in self.fail:
@@ -65,6 +68,9 @@ class FakeManager:
 
     def finish(self, handle: VCluster, action: TeardownAction) -> None:
         self.finished.append((handle.name, action, threading.current_thread().name))
+
+    def hand_over(self, handle: VCluster, test: str) -> None:
+        self.handed.append((handle.name, test))
 
 
 @dataclass
@@ -228,3 +234,47 @@ def test_ctrl_c_while_a_test_waits_for_its_prepared_cluster_still_deletes_it() -
     assert [(name, action) for name, action, _ in manager.finished] == [
         ("vc1", TeardownAction.DELETE)
     ]
+
+
+def for_test(spec: VClusterSpec, nodeid: str) -> VClusterSpec:
+    return spec.for_test(f"test:{nodeid}:0", nodeid)
+
+
+def test_a_spare_taken_by_another_test_is_annotated_with_that_test() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    pool = pool_with(manager, schedule, lookahead=1)
+    schedule.at(("t0", for_test(A, "t0")), ("t1", for_test(A, "t1")))
+    pool.plan()
+    # t1 will not run here after all (xdist gave it to another worker): t2 takes its cluster.
+    schedule.at(("t2", for_test(A, "t2")))
+    taken = pool.take("t2", for_test(A, "t2"), TeardownMode.DELETE)
+    assert taken.source == "prepared"
+    assert manager.handed == [(taken.handle.name, "t2")]
+    pool.close()
+
+
+def test_a_cluster_taken_by_the_test_it_was_made_for_is_not_annotated_again() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    pool = pool_with(manager, schedule, lookahead=1)
+    schedule.at(("t0", for_test(A, "t0")), ("t1", for_test(A, "t1")))
+    pool.plan()
+    schedule.at(("t1", for_test(A, "t1")))
+    assert pool.take("t1", for_test(A, "t1"), TeardownMode.DELETE).source == "prepared"
+    assert manager.handed == []
+    pool.close()
+
+
+def test_a_prepared_cluster_fails_by_its_tests_teardown_mode() -> None:
+    # keep-on-failure applies to a cluster prepared ahead that fails to start, too.
+    manager, schedule = FakeManager(), Schedule()
+    modes = {"t1": TeardownMode.KEEP_ON_FAILURE}
+    pool = ClusterPool(
+        manager,
+        schedule,
+        lookahead=1,
+        teardown_of=lambda nodeid: modes.get(nodeid, TeardownMode.DELETE),
+    )
+    schedule.at(("t0", A), ("t1", A))
+    pool.plan()
+    pool.close()
+    assert manager.on_error == [TeardownMode.KEEP_ON_FAILURE]

@@ -48,6 +48,9 @@ class FakeManager:
     def finish(self, handle: VCluster, action: TeardownAction) -> None:
         self.finished.append((handle.name, action))
 
+    def hand_over(self, handle: VCluster, test: str) -> None:
+        del handle, test
+
 
 def make_factory(
     manager: FakeManager, marker: MarkerArgs, extra_values: dict[str, Any] | None = None
