@@ -13,6 +13,7 @@ import logging
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -98,6 +99,9 @@ class PodPortForwarder:
     which would break other threads sharing that client.
     """
 
+    #: Seconds :meth:`stop` waits, in all, for the connection threads to end.
+    stop_timeout = 5.0
+
     def __init__(
         self,
         api_factory: Callable[[], client.ApiClient],
@@ -159,8 +163,11 @@ class PodPortForwarder:
                 self._listener.close()
         with self._threads_lock:
             threads, self._threads = self._threads, []
+        # All threads were told to stop above and end together: one wait bounds them all,
+        # a wait per thread added up to 5 s more for each connection that did not end.
+        deadline = time.monotonic() + self.stop_timeout
         for thread in threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._api.close()  # type: ignore[no-untyped-call]
 
     def _accept_loop(self) -> None:

@@ -51,6 +51,10 @@ KIND_ROLE_LABEL = "io.x-k8s.kind.role"
 CTR = ("ctr", "--namespace", "k8s.io")
 #: How long one query inside a node (``ctr images ls``, ``ctr content get``) may take.
 QUERY_TIMEOUT = 60.0
+#: How long the stream may take to end once the command has exited.
+FEED_JOIN_TIMEOUT = 30.0
+#: How long a killed command and its stream may take to end.
+REAP_TIMEOUT = 5.0
 
 _INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -204,7 +208,8 @@ def pipe_into(argv: Sequence[str], chunks: Iterable[bytes], timeout: float) -> s
     Raise :class:`CommandError` when it fails or outlives ``timeout``, and
     :class:`ImageLoadError` when producing the chunks failed (the export, not the import).
     Output goes to temporary files, so a chatty command cannot block on a full pipe while
-    this thread writes.
+    this thread writes. Interrupted (Ctrl-C) while it waits, it kills the command and stops
+    streaming before the interrupt goes on.
     """
     command = list(argv)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -216,6 +221,7 @@ def pipe_into(argv: Sequence[str], chunks: Iterable[bytes], timeout: float) -> s
             start_new_session=True,  # a timeout kills the whole tree
         )
         feed_failure: list[BaseException] = []
+        stop = threading.Event()
 
         def feed() -> None:
             stdin = process.stdin
@@ -223,6 +229,8 @@ def pipe_into(argv: Sequence[str], chunks: Iterable[bytes], timeout: float) -> s
                 return
             try:
                 for chunk in chunks:
+                    if stop.is_set():
+                        break  # the caller gave up: its lock is released, the stream must end
                     stdin.write(chunk)
             except BrokenPipeError:
                 pass  # the command ended early: its exit code and stderr say why
@@ -233,14 +241,18 @@ def pipe_into(argv: Sequence[str], chunks: Iterable[bytes], timeout: float) -> s
                     stdin.close()
 
         feeder = threading.Thread(target=feed, name="pytest-vcluster: image stream", daemon=True)
-        feeder.start()
         try:
+            feeder.start()
             process.wait(timeout=timeout)
+            feeder.join(timeout=FEED_JOIN_TIMEOUT)
         except subprocess.TimeoutExpired:
-            kill_group(process)
-            process.wait()
+            _abandon(process, feeder, stop)
             raise CommandError(command, None, _read(err), timeout=timeout) from None
-        feeder.join(timeout=30)
+        except BaseException:
+            # Ctrl-C: the command runs in its own session, so the terminal's signal never
+            # reached it; an import must not go on after this process stopped waiting for it.
+            _abandon(process, feeder, stop)
+            raise
         if feed_failure:
             cause = feed_failure[0]
             raise ImageLoadError(
@@ -250,6 +262,24 @@ def pipe_into(argv: Sequence[str], chunks: Iterable[bytes], timeout: float) -> s
         if process.returncode != 0:
             raise CommandError(command, process.returncode, _read(err) or _read(out))
         return _read(out)
+
+
+def _abandon(
+    process: subprocess.Popen[bytes], feeder: threading.Thread, stop: threading.Event
+) -> None:
+    """Kill ``process``'s group and end ``feeder``, each within a bounded wait."""
+    stop.set()
+    kill_group(process)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=REAP_TIMEOUT)
+    # The kill ends a write blocked on the full pipe (EPIPE), and the event stops the feeder
+    # before its next write; one stuck in the export itself is a daemon thread, left behind.
+    with contextlib.suppress(RuntimeError):  # interrupted before it started
+        feeder.join(timeout=REAP_TIMEOUT)
+    if not feeder.is_alive() and process.stdin is not None:
+        # Closing under a writing feeder would wait for its write: only once it is gone.
+        with contextlib.suppress(OSError):
+            process.stdin.close()
 
 
 #: Runs a command with a byte stream as stdin under a timeout (replaceable in tests).

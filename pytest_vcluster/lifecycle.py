@@ -143,14 +143,18 @@ class VClusterManager:
 
     def _driver(self) -> ObjectDriver:
         with self._lock:
+            if self.driver is not None:
+                return self.driver
+            if self.settings.create_with is CreateWith.CLI:
+                self.driver = CliDriver(self.settings, self.host, self.workdir, self.runner)
+                return self.driver
+        # Asked outside the lock: the /version call may take up to its timeout, and the lock
+        # also guards what teardown threads and leftovers() need meanwhile.
+        host_version = self._host_version()
+        with self._lock:
             if self.driver is None:
-                if self.settings.create_with is CreateWith.CLI:
-                    self.driver = CliDriver(self.settings, self.host, self.workdir, self.runner)
-                else:
-                    renderer = ChartRenderer(
-                        self.settings, self.workdir, self.runner, self._host_version()
-                    )
-                    self.driver = ApiDriver(renderer, self.host_api)
+                renderer = ChartRenderer(self.settings, self.workdir, self.runner, host_version)
+                self.driver = ApiDriver(renderer, self.host_api)
             return self.driver
 
     def _host_version(self) -> str | None:

@@ -121,6 +121,11 @@ class Host:
             time.sleep(0.5)
         raise AssertionError("no vcluster namespace appeared")
 
+    def run_namespaces(self) -> list[str]:
+        """Every vcluster namespace on the host, those being deleted included."""
+        out = self.kubectl("get", "namespaces", "-l", MANAGED, "-o", "name").stdout
+        return out.split()
+
     def gone(self, namespace: str) -> bool:
         return self.kubectl("get", "namespace", namespace).returncode != 0
 
@@ -192,6 +197,41 @@ def test_ctrl_c_during_create_removes_the_half_made_cluster(
     assert took < 60, output
     assert host.gone(namespace), output
     assert "interrupted by SIGINT" in output
+
+
+XDIST_SLOW = """
+import time
+import pytest
+
+@pytest.mark.parametrize("i", range(4))
+def test_slow(vcluster, i):
+    record(namespace=vcluster.namespace)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("moment", ["while creating", "while tests run"])
+def test_one_ctrl_c_under_xdist_is_one(
+    stack: Stack, host: Host, tmp_path: Path, moment: str
+) -> None:
+    # execnet sends a busy worker its own SIGINT 5 s after the controller stops it; taken for
+    # the user's second Ctrl-C, it cut the workers' teardown short.
+    inner = Inner(stack, tmp_path, XDIST_SLOW, f"--vcluster-host-name={HOST}", "-n", "2")
+    if moment == "while creating":
+        host.wait_for_namespace()
+    else:
+        inner.wait_for_fact()
+    sent = time.monotonic()
+    inner.signal_group(signal.SIGINT)
+    inner.wait(timeout=120)
+    took = time.monotonic() - sent
+    left = host.run_namespaces()  # at the moment the run ended, deleting ones included
+    output = inner.output()
+    print(f"Ctrl-C {moment} at -n 2: the run ended {took:.1f}s after the signal; left: {left}")
+    assert took < 60, output
+    assert "SIGINT again" not in output, output
+    assert "interrupted by SIGINT" in output, output
+    assert left == [], output
 
 
 def test_ctrl_c_during_teardown_lets_it_finish(stack: Stack, host: Host, tmp_path: Path) -> None:
@@ -295,7 +335,7 @@ def test_killed_run_is_reaped_by_the_next_run_and_kept_clusters_stay(
     assert early.wait() == 0, early.output()
     assert orphan in host.managed_namespaces()
 
-    time.sleep(50)  # the killed run's lease: 30 s, plus 15 s allowed for clock skew
+    time.sleep(50)  # the killed run's lease: 30 s, plus 15 s of slack (the host's clock)
     dry = cli(stack, "reap", "--dry-run")
     assert f"would delete {orphan} (its run ended" in dry.stdout, dry.stdout
     assert f"left {kept_namespace}: kept on purpose" in dry.stdout, dry.stdout

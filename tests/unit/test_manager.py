@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -482,3 +483,31 @@ def test_a_second_transient_crash_is_not_retried_forever(
         manager.create(spec(manager.settings), teardown_on_error=TeardownMode.DELETE)
     assert len(manager.stats.retries) == lifecycle.START_ATTEMPTS - 1
     assert manager.stats.counts["failed"] == 1
+
+
+def test_the_host_version_is_asked_without_holding_the_managers_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review: _driver() held the lock across a /version call of up to 15 s, blocking every
+    # teardown thread and leftovers() meanwhile.
+    settings = Settings()
+    host = HostInfo("kind", "t", tmp_path / "host.kubeconfig", "kind-t", True)
+    manager = VClusterManager(settings, host, run_id="r", worker="gw0", workdir=tmp_path)
+    monkeypatch.setattr(VClusterManager, "host_api", property(lambda self: object()))
+    held: list[bool] = []
+
+    def version(self: VClusterManager) -> str:
+        def try_lock() -> None:  # what a teardown thread would do meanwhile
+            acquired = self._lock.acquire(timeout=0.1)
+            held.append(not acquired)
+            if acquired:
+                self._lock.release()
+
+        other = threading.Thread(target=try_lock)
+        other.start()
+        other.join(5)
+        return "v1.34.4"
+
+    monkeypatch.setattr(VClusterManager, "_host_version", version)
+    assert manager._driver() is manager._driver()
+    assert held == [False]
