@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
-from pytest_vcluster.diagnostics import redact
 from pytest_vcluster.errors import StartFailedError, VClusterError
 from pytest_vcluster.probes import container_statuses
+from pytest_vcluster.redaction import redact
 
 __all__ = [
     "ContainerLog",

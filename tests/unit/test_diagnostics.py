@@ -25,6 +25,7 @@ from pytest_vcluster.diagnostics import (
     redact,
 )
 from pytest_vcluster.errors import ConfigError, StartFailedError
+from pytest_vcluster.evidence import ContainerLog, attach
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.waits import Deadline
 
@@ -387,6 +388,20 @@ def test_a_deleted_failed_start_says_so(api: client.ApiClient, tmp_path: Path) -
     assert [title for title, _ in sections] == [f"vcluster {NS}"]
     assert f"its namespace {NS} is no longer on the host" in sections[0][1]
     assert "--vcluster-teardown=keep-on-failure" in sections[0][1]
+
+
+def test_a_deleted_failed_start_keeps_its_crashed_containers_words(
+    api: client.ApiClient, tmp_path: Path
+) -> None:
+    # The syncer's log was lost with its namespace: the error now carries it to the bundle.
+    FakeAPI.routes["/api/v1/namespaces"] = (200, listing("NamespaceList", []))
+    error = StartFailedError(f"control plane in namespace {NS}: container syncer exited")
+    said = "dial tcp 10.96.0.1:443: connect: connection refused\n"
+    attach(error, [ContainerLog(f"{NS}-0", "syncer", 1, True, said)])
+    [(_, text)] = collector(api, tmp_path).sections("t.py::t", [], error)
+    bundle = tmp_path / "t.py_t" / NS
+    assert f"bundle: {bundle} (1 crashed container log(s)" in text
+    assert (bundle / f"{NS}-0.syncer.crashed.log").read_text() == said
 
 
 def test_errors_that_are_no_failed_start_add_nothing(api: client.ApiClient, tmp_path: Path) -> None:
