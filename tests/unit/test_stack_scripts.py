@@ -108,11 +108,6 @@ def test_node_image_key_follows_the_node_files_contents(
     assert run_in(first, KEY_FROM_NODE_SH, tmp_path) != run_in(second, KEY_FROM_NODE_SH, tmp_path)
 
 
-@pytest.mark.xfail(
-    reason="`up` still hashes `sha256sum $STACK_DIR/node/*` (with paths) inline in build_node; "
-    "it must call node_image_key instead (see node.sh)",
-    strict=True,
-)
 def test_up_names_the_node_image_the_same_from_any_checkout(
     checkouts: tuple[Path, Path], tmp_path: Path
 ) -> None:
