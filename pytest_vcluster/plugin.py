@@ -99,6 +99,8 @@ WORKER_CLUSTER_KEY = pytest.StashKey[VCluster]()
 PROPERTIES_KEY = pytest.StashKey[list[str]]()
 #: xdist controller: its workers (pytest-xdist's ``WorkerController`` objects).
 NODES_KEY = pytest.StashKey[list[Any]]()
+#: xdist controller: the workers whose stats are merged already (by object id).
+MERGED_KEY = pytest.StashKey[set[int]]()
 
 #: Fixtures whose use makes a test take part in the version matrix.
 VCLUSTER_FIXTURES = frozenset(
@@ -227,6 +229,8 @@ class _XdistController:
         with interrupts.shielded(), progress.waiting("the xdist workers to tear down"):
             still = stop_and_wait(nodes, deadline)
         self.waiting_for = still if still else None
+        for node in nodes:
+            _merge_worker_stats(session.config, node)
         if still and not interrupts.abandon.is_set():
             progress.note(
                 f"xdist worker(s) {', '.join(still)} still tearing down after "
@@ -556,9 +560,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: object, error: object) -> None:
     """xdist controller: merge a finished worker's stats."""
-    output: dict[str, Any] = getattr(node, "workeroutput", None) or {}
     config: pytest.Config | None = getattr(node, "config", None)
-    if output.get("vcluster_stats") and config is not None:
+    if config is not None:
+        _merge_worker_stats(config, node)
+
+
+def _merge_worker_stats(config: pytest.Config, node: object) -> None:
+    """Merge a worker's stats once: after an interrupt pytest-xdist no longer reports a
+    finished worker, and the controller merges what it sent itself."""
+    output: dict[str, Any] = getattr(node, "workeroutput", None) or {}
+    merged = config.stash.setdefault(MERGED_KEY, set())
+    if output.get("vcluster_stats") and id(node) not in merged:
+        merged.add(id(node))
         config.stash[STATS_KEY].merge(output["vcluster_stats"])
 
 
@@ -567,7 +580,9 @@ def pytest_terminal_summary(
 ) -> None:
     """List vclusters created, resumed, paused, deleted and their ready times."""
     stats = config.stash.get(STATS_KEY, None)
-    if stats is None or stats.empty:
+    # An interrupted xdist run says so even when its workers had not made anything yet.
+    interrupted_workers = interrupts.interrupted and bool(config.stash.get(NODES_KEY, None))
+    if stats is None or (stats.empty and not interrupted_workers):
         return
     terminalreporter.write_sep("-", "pytest-vcluster")
     host = config.stash.get(HOST_KEY, None)
