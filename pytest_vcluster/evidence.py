@@ -51,6 +51,8 @@ _TRANSIENT = re.compile(
     re.IGNORECASE,
 )
 _ATTRIBUTE = "container_logs"
+#: Terminal colours the syncer's logger writes; they would garble a report.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,16 @@ class ContainerLog:
 
 
 def _needs_reading(cs: client.V1ContainerStatus) -> tuple[bool, bool]:
-    """Whether this container's log is evidence, and whether it is the previous run's."""
-    if (cs.restart_count or 0) > 0:
-        return True, True
+    """Whether this container's log is evidence, and whether it is the previous run's.
+
+    A container that has just exited holds the newest crash in its current log; the kubelet
+    keeps one dead container, so the run before it is gone by then. A container running (or
+    waiting to restart) after a crash has that crash in its previous log.
+    """
     terminated = cs.state.terminated if cs.state else None
-    return terminated is not None and terminated.exit_code not in (0, None), False
+    if terminated is not None:
+        return terminated.exit_code not in (0, None), False
+    return (cs.restart_count or 0) > 0, True
 
 
 def read_restarted_logs(
@@ -123,7 +130,13 @@ def read_restarted_logs(
             except Exception as exc:  # noqa: BLE001 - say that it could not be read instead
                 text = f"(log could not be read: {type(exc).__name__}: {exc})"
             found.append(
-                ContainerLog(name, str(cs.name), cs.restart_count or 0, previous, redact(str(text)))
+                ContainerLog(
+                    name,
+                    str(cs.name),
+                    cs.restart_count or 0,
+                    previous,
+                    redact(_ANSI.sub("", str(text))),
+                )
             )
     return found
 

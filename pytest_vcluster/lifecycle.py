@@ -299,7 +299,8 @@ class VClusterManager:
             retry = may_retry and reused is None and is_transient(exc, attached(exc))
             if not retry:
                 self.stats.record("failed")
-            log.warning("vcluster %s/%s failed to start: %s", namespace, name, exc)
+            # The first line: the error itself, with the crashed logs, goes to the report.
+            log.warning("vcluster %s/%s failed to start: %s", namespace, name, _first_line(exc))
             mode = TeardownMode.DELETE if retry else teardown_on_error
             self._cleanup_failed(name, namespace, mode, resumed=reused is not None)
             if retry:

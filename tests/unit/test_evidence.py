@@ -40,19 +40,28 @@ class FakeCore:
         self.reads.append({"pod": name, **kwargs})
         if kwargs["container"] == "broken":
             raise RuntimeError("410 Gone")
-        return "line 1\ntoken: abcdefgh\nconnect: connection refused\n"
+        return "line 1\ntoken: abcdefgh\n\x1b[31mERROR\x1b[0m connect: connection refused\n"
 
 
 def test_reads_the_previous_run_of_restarted_and_the_last_of_exited_containers() -> None:
-    core = FakeCore([status("syncer", 2), status("init", 0, exit_code=1), status("ok", 0)])
+    core = FakeCore(
+        [
+            status("syncer", 2),  # running again after two crashes: the previous run crashed
+            status("init", 0, exit_code=1),
+            status("ok", 0),
+            # Exited just now after an earlier crash: the kubelet kept only this dead run.
+            status("again", 1, exit_code=1),
+        ]
+    )
     logs = read_restarted_logs(cast(client.CoreV1Api, core), "ns", "app=vcluster")
     assert [(entry.container, entry.previous) for entry in logs] == [
         ("syncer", True),
         ("init", False),
+        ("again", False),
     ]
     assert all(read["limit_bytes"] and read["tail_lines"] for read in core.reads)
     assert "abcdefgh" not in logs[0].text  # credentials never leave redacted
-    assert logs[0].tail(1) == "connect: connection refused"
+    assert logs[0].tail(1) == "ERROR connect: connection refused"  # without terminal colours
 
 
 def test_an_unreadable_log_says_so_instead_of_failing() -> None:
