@@ -46,78 +46,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import stackkit
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 HERE = Path(__file__).resolve().parent
 SUITE_DIR = HERE / "suite"
 REPO = HERE.parent
-DEFAULT_STACK = Path.home() / ".cache" / "pytest-vcluster-stack" / "stack.json"
 HOST = "speed-host"  # every cluster this script creates is named speed-*
 PHASES = ("K", "C0", "C", "R", "S", "Sk", "D")
-KIND_CREATE_TIMEOUT = 420.0  # kind's own --wait is 5m; this bounds the whole command
-KIND_DELETE_TIMEOUT = 180.0
 STATS_INTERVAL = 10.0  # seconds between host memory samples during S: rare, to disturb little
 
 
-class BenchError(RuntimeError):
+class BenchError(stackkit.StackError):
     """A measurement could not be taken; the message says which and why."""
 
 
 # -- the offline stack -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Stack:
-    """The settings ``.ci/stack/up`` wrote to stack.json."""
+class Stack(stackkit.Stack):
+    """The settings ``.ci/stack/up`` wrote to stack.json, with the chart, values and versions."""
 
-    path: Path
-    raw: dict[str, Any]
-
-    @classmethod
-    def load(cls, path: Path) -> Stack:
-        if not path.is_file():
-            raise BenchError(
-                f"offline stack settings not found at {path}: run `bash .ci/stack/up` first, "
-                "or pass --stack (or set PYTEST_VCLUSTER_STACK) to the stack.json it wrote"
-            )
-        raw = json.loads(path.read_text())
-        missing = [
-            k
-            for k in ("node_image", "chart_dir", "values_file", "version_map", "path_dir")
-            if k not in raw
-        ]
-        if missing:
-            raise BenchError(f"{path} lacks {missing}; rerun `bash .ci/stack/up`")
-        return cls(path, raw)
-
-    @property
-    def node_image(self) -> str:
-        return str(self.raw["node_image"])
+    required = ("node_image", "chart_dir", "values_file", "version_map", "path_dir")
+    error = BenchError
 
     @property
     def version_map(self) -> dict[str, str]:
         return {str(k): str(v) for k, v in self.raw["version_map"].items()}
 
     @property
-    def path_dir(self) -> str:
-        return str(self.raw["path_dir"])
-
-    @property
     def workload_image(self) -> str:
         return str(self.raw.get("images", {}).get("workload", "pytest-vcluster/workload:1"))
-
-    def tool(self, name: str) -> str:
-        found = shutil.which(name, path=self.path_dir)
-        if found is None:
-            raise BenchError(f"{name} is not in the stack's path_dir {self.path_dir}")
-        return found
-
-    def env(self) -> dict[str, str]:
-        """This process's environment with the stack's tools first on PATH."""
-        env = dict(os.environ)
-        env["PATH"] = self.path_dir + os.pathsep + env.get("PATH", "")
-        return env
 
     def plugin_args(self) -> list[str]:
         """Options pointing pytest-vcluster at the stack and at the shared host."""
@@ -148,18 +109,6 @@ class Finished:
 
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.output.splitlines()[-lines:])
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """Interrupt a command's process group (pytest tears down on SIGINT), then kill it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
 
 
 def run(
@@ -193,13 +142,13 @@ def run(
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _stop(proc)
+            stackkit.stop_group(proc)
             raise BenchError(
                 f"`{' '.join(args)}` ran past its {timeout:g}s timeout and was stopped"
                 + (f" (log: {log})" if log else "")
             ) from None
         except BaseException:
-            _stop(proc)
+            stackkit.stop_group(proc)
             raise
         seconds = time.monotonic() - started
         out.flush()
@@ -211,29 +160,12 @@ def run(
     return Finished(args, proc.returncode, output, seconds)
 
 
-class Kind:
+class Kind(stackkit.KindClusters):
     """The kind clusters this script makes: created with a private kubeconfig, always deleted."""
-
-    def __init__(self, binary: str, node_image: str, env: dict[str, str], work: Path) -> None:
-        self.binary = binary
-        self.node_image = node_image
-        self.env = env
-        self.work = work
-
-    def _kubeconfig(self, name: str) -> Path:
-        # Never ~/.kube/config: kind writes and removes its context in this file instead.
-        return self.work / f"{name}.kubeconfig"
 
     def create(self, name: str) -> float:
         """``kind create cluster`` to a Ready node; returns the seconds it took."""
-        done = run(
-            [
-                self.binary, "create", "cluster", "--name", name, "--image", self.node_image,
-                "--wait", "5m", "--kubeconfig", str(self._kubeconfig(name)),
-            ],
-            timeout=KIND_CREATE_TIMEOUT,
-            env=self.env,
-        )  # fmt: skip
+        done = run(self.create_args(name), timeout=stackkit.KIND_CREATE_TIMEOUT, env=self.env)
         if done.returncode != 0:
             raise BenchError(
                 f"kind create cluster --name {name} exited {done.returncode}:\n{done.tail()}"
@@ -245,14 +177,7 @@ class Kind:
         if not name.startswith("speed-"):
             raise ValueError(f"refusing to delete {name}: this script only deletes speed-*")
         try:
-            done = run(
-                [
-                    self.binary, "delete", "cluster", "--name", name,
-                    "--kubeconfig", str(self._kubeconfig(name)),
-                ],
-                timeout=KIND_DELETE_TIMEOUT,
-                env=self.env,
-            )  # fmt: skip
+            done = run(self.delete_args(name), timeout=stackkit.KIND_DELETE_TIMEOUT, env=self.env)
         except BenchError as exc:
             print(f"warning: {exc}", file=sys.stderr)
             return
@@ -1163,12 +1088,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=list(PHASES),
         help=f"measurements to take, comma-separated (default: all of {','.join(PHASES)})",
     )
-    parser.add_argument(
-        "--stack",
-        type=Path,
-        default=None,
-        help=f"stack.json (default: $PYTEST_VCLUSTER_STACK, else {DEFAULT_STACK})",
-    )
+    stackkit.add_stack_option(parser)
     parser.add_argument(
         "--versions",
         default="",
@@ -1213,8 +1133,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--keep-going", action="store_true", help="after a failed measurement, take the others"
     )
     options = parser.parse_args(argv)
-    if options.stack is None:
-        options.stack = Path(os.environ.get("PYTEST_VCLUSTER_STACK") or DEFAULT_STACK)
+    options.stack = stackkit.stack_path(options.stack)
     return options
 
 

@@ -52,11 +52,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
+
+import stackkit
 
 HERE = Path(__file__).resolve().parent
 SUITE_DIR = HERE / "stress_suite"
-DEFAULT_STACK = Path.home() / ".cache" / "pytest-vcluster-stack" / "stack.json"
 DEFAULT_OUT = HERE / "results" / "stress.json"
 DEFAULT_HOST = "stress-host"
 RACE_PREFIX = "stress-race-"  # race hosts are named stress-race-<token>-<repeat>
@@ -65,10 +66,7 @@ RACE_PREFIX = "stress-race-"  # race hosts are named stress-race-<token>-<repeat
 MANAGED_LABEL = "pytest-vcluster/managed"
 WORKERS = 2  # -n of the fresh phase
 FRESH_WORK_SECONDS = 1.0  # the fresh tests idle 0 to this many seconds
-KIND_CREATE_TIMEOUT = 420.0  # kind's own --wait is 5m; this bounds the whole command
-KIND_DELETE_TIMEOUT = 180.0
 TOOL_TIMEOUT = 60.0  # kind get, kubectl get
-STOP_GRACE = 90.0  # seconds an interrupted inner run gets to tear its clusters down
 PROGRESS_INTERVAL = 30.0  # seconds between progress lines during a long inner run
 PROBLEMS_SHOWN = 5  # error texts printed per phase (the JSON has them all)
 #: Inner runs take their settings from the stack's file only: these would change them.
@@ -76,7 +74,7 @@ DROPPED_ENV_PREFIXES = ("PYTEST_VCLUSTER_",)
 DROPPED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")
 
 
-class StressError(RuntimeError):
+class StressError(stackkit.StackError):
     """Something this script needs could not be done; the message says what and why."""
 
 
@@ -430,25 +428,15 @@ def exit_code(phases: Sequence[dict[str, Any]], errors: dict[str, str]) -> int:
 # -- the offline stack ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Stack:
+class Stack(stackkit.Stack):
     """What ``.ci/stack/up`` wrote: stack.json and the plugin's settings file next to it."""
 
-    path: Path
-    raw: dict[str, Any]
+    error = StressError
+    tools_from_path = True
 
     @classmethod
-    def load(cls, path: Path) -> Stack:
-        if not path.is_file():
-            raise StressError(
-                f"offline stack settings not found at {path}: run `bash .ci/stack/up` first, "
-                "or pass --stack (or set PYTEST_VCLUSTER_STACK) to the stack.json it wrote"
-            )
-        raw = json.loads(path.read_text())
-        missing = [k for k in ("node_image", "path_dir") if k not in raw]
-        if missing:
-            raise StressError(f"{path} lacks {missing}; rerun `bash .ci/stack/up`")
-        stack = cls(path, raw)
+    def load(cls, path: Path) -> Self:
+        stack = super().load(path)
         if not stack.settings_file.is_file():
             raise StressError(f"{stack.settings_file} is missing; rerun `bash .ci/stack/up`")
         return stack
@@ -457,26 +445,6 @@ class Stack:
     def settings_file(self) -> Path:
         """The plugin's settings (PYTEST_VCLUSTER_SETTINGS_FILE), next to stack.json."""
         return self.path.parent / "pytest-vcluster.yaml"
-
-    @property
-    def node_image(self) -> str:
-        return str(self.raw["node_image"])
-
-    @property
-    def path_dir(self) -> str:
-        return str(self.raw["path_dir"])
-
-    def tool(self, name: str) -> str:
-        found = shutil.which(name, path=self.path_dir) or shutil.which(name)
-        if found is None:
-            raise StressError(f"{name} is neither in the stack's {self.path_dir} nor on PATH")
-        return found
-
-    def env(self) -> dict[str, str]:
-        """This process's environment with the stack's tools first on PATH."""
-        env = dict(os.environ)
-        env["PATH"] = self.path_dir + os.pathsep + env.get("PATH", "")
-        return env
 
 
 def inner_env(base: dict[str, str], settings_file: Path, **suite: str) -> dict[str, str]:
@@ -512,33 +480,14 @@ def tool_run(
         raise StressError(f"`{' '.join(args)}` ran past its {timeout:g}s timeout") from None
 
 
-def stop_group(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
-    """Interrupt a process group (pytest tears its clusters down on SIGINT), then kill it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-
-class Kind:
+class Kind(stackkit.KindClusters):
     """kind through the stack's binary; deletes only the clusters this script names."""
 
     def __init__(
         self, binary: str, node_image: str, env: dict[str, str], work: Path, own_host: str
     ) -> None:
-        self.binary = binary
-        self.node_image = node_image
-        self.env = env
-        self.work = work
+        super().__init__(binary, node_image, env, work)
         self.own_host = own_host  # with the race hosts, the only clusters it deletes
-
-    def kubeconfig(self, name: str) -> Path:
-        # Never ~/.kube/config: kind writes and removes its context in this file instead.
-        return self.work / f"{name}.kubeconfig"
 
     def clusters(self) -> list[str]:
         done = tool_run([self.binary, "get", "clusters"], env=self.env, timeout=TOOL_TIMEOUT)
@@ -552,14 +501,7 @@ class Kind:
     def create(self, name: str) -> float:
         """``kind create cluster`` to a Ready node; returns the seconds it took."""
         started = time.monotonic()
-        done = tool_run(
-            [
-                self.binary, "create", "cluster", "--name", name, "--image", self.node_image,
-                "--wait", "5m", "--kubeconfig", str(self.kubeconfig(name)),
-            ],
-            env=self.env,
-            timeout=KIND_CREATE_TIMEOUT,
-        )  # fmt: skip
+        done = tool_run(self.create_args(name), env=self.env, timeout=stackkit.KIND_CREATE_TIMEOUT)
         if done.returncode != 0:
             raise StressError(f"kind create cluster {name} exited {done.returncode}: "
                               f"{done.stderr[-1500:]}")  # fmt: skip
@@ -583,13 +525,8 @@ class Kind:
             raise ValueError(f"refusing to delete {name}: not a cluster of this script")
         try:
             done = tool_run(
-                [
-                    self.binary, "delete", "cluster", "--name", name,
-                    "--kubeconfig", str(self.kubeconfig(name)),
-                ],
-                env=self.env,
-                timeout=KIND_DELETE_TIMEOUT,
-            )  # fmt: skip
+                self.delete_args(name), env=self.env, timeout=stackkit.KIND_DELETE_TIMEOUT
+            )
         except StressError as exc:
             print(f"warning: {exc}", file=sys.stderr, flush=True)
             return
@@ -760,7 +697,7 @@ class Runner:
                     tick(launched)
         if not finished:
             print(f"  {launched.tag}: past its timeout, stopping it", flush=True)
-            stop_group(launched.proc)
+            stackkit.stop_group(launched.proc)
         wall = time.monotonic() - launched.started
         self.live.remove(launched)
         launched.log.close()
@@ -794,7 +731,7 @@ class Runner:
         """Interrupt every run still going (the script is being interrupted)."""
         for launched in list(self.live):
             print(f"stopping inner run {launched.tag}", file=sys.stderr, flush=True)
-            stop_group(launched.proc)
+            stackkit.stop_group(launched.proc)
             launched.log.close()
             self.live.remove(launched)
 
@@ -1000,12 +937,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="JSON results (default: %(default)s)"
     )
-    parser.add_argument(
-        "--stack",
-        type=Path,
-        default=None,
-        help=f"stack.json (default: $PYTEST_VCLUSTER_STACK, else {DEFAULT_STACK})",
-    )
+    stackkit.add_stack_option(parser)
     parser.add_argument(
         "--host",
         type=_host_name,
@@ -1025,8 +957,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds allowed for each pair of race runs (default: %(default)s)",
     )
     options = parser.parse_args(argv)
-    if options.stack is None:
-        options.stack = Path(os.environ.get("PYTEST_VCLUSTER_STACK") or DEFAULT_STACK)
+    options.stack = stackkit.stack_path(options.stack)
     return options
 
 

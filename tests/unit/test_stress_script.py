@@ -1,6 +1,6 @@
 """The pure parts of ``benchmarks/stress.py``: statistics, parsing of what inner runs leave,
 the verdict and the table. No cluster: the script is imported by path (``benchmarks`` is not a
-package)."""
+package), with ``benchmarks/`` on ``sys.path`` for ``stackkit``, which it shares with speed.py."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "stress.py"
 
 
 def _load() -> ModuleType:
+    # Run as a script, stress.py finds ``stackkit`` next to it (benchmarks/ is sys.path[0]);
+    # appended, so that nothing in benchmarks/ shadows what the tests import.
+    if str(SCRIPT.parent) not in sys.path:
+        sys.path.append(str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("stress_script", SCRIPT)
     assert spec is not None
     assert spec.loader is not None
