@@ -118,7 +118,38 @@ def check_values(value: object, option: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, Mapping):
         raise ConfigError(option, f"must be a dict of chart values, got {value!r}")
+    odd = _not_plain(value, "")
+    if odd is not None:
+        # Chart values go to helm as YAML: anything else would fail only once a cluster is
+        # half made, with the YAML library's words instead of these.
+        where, found = odd
+        raise ConfigError(
+            option,
+            f"{where or 'the values'} holds {type(found).__name__} {found!r}; chart values are "
+            "plain data: dicts with string keys, lists, strings, numbers, booleans and None",
+        )
     return dict(value)
+
+
+def _not_plain(value: object, where: str) -> tuple[str, object] | None:
+    """The first place in ``value`` that holds something YAML cannot write plainly."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return None
+    children: list[tuple[str, object]]
+    if isinstance(value, Mapping):
+        odd_keys = [key for key in value if not isinstance(key, str)]
+        if odd_keys:
+            return f"{where or 'the values'} (key {odd_keys[0]!r})", odd_keys[0]
+        children = [(f"{where}.{key}" if where else str(key), item) for key, item in value.items()]
+    elif isinstance(value, list | tuple):
+        children = [(f"{where}[{index}]", item) for index, item in enumerate(value)]
+    else:
+        return where, value
+    for place, item in children:
+        found = _not_plain(item, place)
+        if found is not None:
+            return found
+    return None
 
 
 def check_timeout(value: object, option: str) -> float | None:

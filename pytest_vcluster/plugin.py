@@ -41,7 +41,7 @@ from pytest_vcluster.hosts import Host, make_host
 from pytest_vcluster.images import ImageLoadError
 from pytest_vcluster.interrupts import interrupts
 from pytest_vcluster.lifecycle import VClusterManager
-from pytest_vcluster.markers import MARKER_HELP, MarkerArgs, parse_marker
+from pytest_vcluster.markers import MARKER_HELP, MarkerArgs, check_values, parse_marker
 from pytest_vcluster.pool import ClusterPool, Upcoming
 from pytest_vcluster.progress import Progress
 from pytest_vcluster.report import header_lines
@@ -744,6 +744,10 @@ def vcluster_version(request: pytest.FixtureRequest) -> KubeVersion | None:
     return param if param is not None else _marker(request).version
 
 
+#: How errors name an override of the ``vcluster_values`` fixture.
+_VALUES_FIXTURE = "the vcluster_values fixture"
+
+
 @pytest.fixture
 def vcluster_values() -> Mapping[str, Any]:
     """Extra chart values for this test's vclusters (below the marker's); override to set."""
@@ -762,7 +766,9 @@ def vcluster_factory(
 ) -> Iterator[VClusterFactory]:
     """Create extra vclusters in one test: ``vcluster_factory(version=..., values=...)``."""
     cluster_request = replace(
-        _request(request), version=vcluster_version, extra_values=vcluster_values
+        _request(request),
+        version=vcluster_version,
+        extra_values=check_values(vcluster_values, _VALUES_FIXTURE) or {},
     )
     factory = VClusterFactory(
         pool=_vcluster_pool,
@@ -793,7 +799,7 @@ def vcluster_worker(
 ) -> VCluster:
     """The vcluster this process (xdist worker) shares between tests of the same spec."""
     marker = _marker(request)
-    values = deep_merge(vcluster_values, marker.values or {})
+    values = deep_merge(check_values(vcluster_values, _VALUES_FIXTURE) or {}, marker.values or {})
     request.node.stash[DIAGNOSTICS_KEY] = _vcluster_diagnostics
     handle = _vcluster_worker_pool.get(vcluster_version, values or None, marker.values_file)
     request.node.stash[WORKER_CLUSTER_KEY] = handle

@@ -173,3 +173,22 @@ def test_a_prepared_cluster_is_started_with_its_tests_teardown_mode(
     assert prepared
     assert {e["on_error"] for e in prepared} == {"keep-on-failure"}
     assert json.dumps(prepared)  # serialisable, as the records file needs
+
+
+def test_a_values_fixture_that_is_no_mapping_is_a_clear_error_and_creates_nothing(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(
+        FAKE_MANAGER_CONFTEST
+        + "\n\n@pytest.fixture\ndef vcluster_values():\n    return ['not', 'a', 'mapping']\n"
+    )
+    pytester.makepyfile("def test_one(vcluster):\n    pass\n")
+    result = pytester.runpytest("--vcluster-lookahead=0")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "ConfigError: the vcluster_values fixture: must be a dict of chart values, got "
+            "['not', 'a', 'mapping']"
+        ]
+    )
+    assert events(pytester) == []

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from pytest_vcluster.config import TeardownMode
 from pytest_vcluster.errors import ConfigError
-from pytest_vcluster.markers import MarkerArgs, parse_marker
+from pytest_vcluster.markers import MarkerArgs, check_values, parse_marker
 from pytest_vcluster.versions import KubeVersion
 
 
@@ -66,3 +67,19 @@ def test_errors_name_the_argument(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_marker(args, kwargs, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"a": object()}, "a holds object"),
+        ({"a": {"b": [1, {"c": set()}]}}, "a.b[1].c holds set"),
+        ({1: "x"}, "the values (key 1) holds int"),
+    ],
+)
+def test_chart_values_must_be_plain_data(values: dict[object, object], where: str) -> None:
+    # Chart values go to helm as YAML; anything else failed with the YAML library's words
+    # once a cluster was half made.
+    with pytest.raises(ConfigError, match=re.escape(where)):
+        check_values(values, "vcluster_factory(values=...)")
+    assert check_values({"a": [1, "x", None, True, 1.5]}, "v") == {"a": [1, "x", None, True, 1.5]}
