@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Literal
 import yaml
 
 from pytest_vcluster.errors import ConfigError
-from pytest_vcluster.values import load_values_file
+from pytest_vcluster.values import load_values_file, yaml_problem
 from pytest_vcluster.versions import KubeVersion, parse_version_list, parse_version_map
 
 __all__ = [
@@ -53,6 +54,7 @@ Kind = Literal[
     "create-with",
     "age",
     "images",
+    "kind-name",
 ]
 
 
@@ -128,7 +130,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "host-name",
-        "Name of the kind cluster that hosts the vclusters; created if missing.",
+        "Name of the kind cluster that hosts the vclusters; created if missing. Lower-case "
+        "letters, digits, '.' and '-', as kind accepts.",
+        kind="kind-name",
         default="pytest-vcluster",
         metavar="NAME",
     ),
@@ -498,8 +502,10 @@ def load_settings_file(path: Path) -> _SettingsFile:
     where = "--vcluster-settings-file"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except OSError as exc:
         raise ConfigError(where, f"cannot read {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(where, f"{path} is not valid YAML: {yaml_problem(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -522,6 +528,30 @@ def _as_text(value: object) -> str | list[str]:
 
 def _one(raw: _Raw) -> str:
     return raw.value if isinstance(raw.value, str) else ",".join(raw.value)
+
+
+#: What kind accepts as a cluster name (it names containers and a Docker network after it).
+_KIND_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+
+
+def _parse_kind_name(text: str, where: str) -> str:
+    if not _KIND_NAME.match(text):
+        raise ConfigError(
+            where,
+            f"{text!r} is not a kind cluster name",
+            "lower-case letters, digits, '.' and '-', starting with a letter or digit",
+        )
+    return text
+
+
+def _writable(path: Path, where: str) -> Path:
+    """``path`` when it can be written later: its nearest existing folder takes writes."""
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(where, f"{path} cannot be written: {folder} takes no new files")
+    return path
 
 
 def _path(raw: _Raw, text: str, *, must_exist: bool) -> Path:
@@ -576,7 +606,8 @@ def resolve_settings(
 
 _PARSERS: Mapping[str, Callable[[str, _Raw], object]] = {
     "str": lambda text, raw: text,
-    "output": lambda text, raw: _path(raw, text, must_exist=False),
+    "output": lambda text, raw: _writable(_path(raw, text, must_exist=False), raw.where),
+    "kind-name": lambda text, raw: _parse_kind_name(text, raw.where),
     "count": lambda text, raw: _parse_count(text, raw.where),
     "create-with": lambda text, raw: _parse_create_with(text, raw.where),
     "age": lambda text, raw: parse_age(text, raw.where),

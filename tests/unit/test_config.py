@@ -267,3 +267,31 @@ def test_bad_settings_file_names_the_file(tmp_path: Path, text: str, message: st
     settings_file.write_text(text)
     with pytest.raises(ConfigError, match=message):
         resolve(tmp_path, env={"PYTEST_VCLUSTER_SETTINGS_FILE": str(settings_file)})
+
+
+@pytest.mark.parametrize("name", ["Bad_Name!", "UPPER", "-dash-first", "with space"])
+def test_a_host_name_kind_would_refuse_is_a_config_error(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match=r"--vcluster-host-name: .* is not a kind cluster name"):
+        resolve(tmp_path, cli={"vcluster_host_name": name})
+    assert resolve(tmp_path, cli={"vcluster_host_name": "ci-1.two"}).host_name == "ci-1.two"
+
+
+def test_a_broken_settings_file_says_where_in_one_line(tmp_path: Path) -> None:
+    broken = tmp_path / "settings.yaml"
+    broken.write_text("host-name: [\n")
+    with pytest.raises(ConfigError) as raised:
+        resolve(tmp_path, cli={"vcluster_settings_file": str(broken)})
+    message = str(raised.value)
+    assert "is not valid YAML: line 2, column 1:" in message
+    assert "\n" not in message
+
+
+def test_an_output_file_in_a_folder_that_takes_no_files_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    plain_file = tmp_path / "a-file"
+    plain_file.write_text("")
+    with pytest.raises(ConfigError, match=r"--vcluster-records: .* cannot be written"):
+        resolve(tmp_path, cli={"vcluster_records": str(plain_file / "records.json")})
+    deep = tmp_path / "new" / "folders" / "records.json"
+    assert resolve(tmp_path, cli={"vcluster_records": str(deep)}).records == deep
