@@ -503,12 +503,16 @@ def _hide_plugin_frames(item: pytest.Item, call: pytest.CallInfo[None]) -> bool:
     The frames are unlinked from the exception's traceback itself: pytest rebuilds the
     traceback from the test function's frame on, so a filtered copy would not last. Returns
     True when no frame but pytest's is left (the report then shows the message alone). With
-    ``--full-trace`` or ``-vv`` the whole traceback and the cause chain stay.
+    ``--full-trace``, ``-vv`` or ``--pdb`` the whole traceback and the cause chain stay.
     """
     excinfo = call.excinfo
     if excinfo is None or not isinstance(excinfo.value, VClusterError):
         return False
-    if item.config.getoption("fulltrace", False) or item.config.get_verbosity() >= 2:
+    config = item.config
+    # A debugger (--pdb) gets every frame: it walks the same traceback object.
+    if config.getoption("fulltrace", False) or config.getoption("usepdb", False):
+        return False
+    if config.get_verbosity() >= 2:
         return False
     kept: list[TracebackType] = []
     frame: TracebackType | None = excinfo.tb
