@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
+from kubernetes import client
 
 from pytest_vcluster.errors import HostError
-from pytest_vcluster.hostready import HostCheck, wait_host_ready
+from pytest_vcluster.hostready import HostCheck, _pods_ready, wait_host_ready
 from pytest_vcluster.waits import Deadline
 
 
@@ -30,3 +33,29 @@ def test_a_host_that_stays_unready_is_a_host_error_saying_what_was_seen() -> Non
     assert "the host kind cluster 't' is not ready to run vclusters" in message
     assert "coredns-1 Pending" in message
     assert "--vcluster-host-timeout" in message
+
+
+def _pod(name: str, ready: bool) -> client.V1Pod:
+    condition = client.V1PodCondition(type="Ready", status="True" if ready else "False")
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name),
+        status=client.V1PodStatus(phase="Running", conditions=[condition]),
+    )
+
+
+class FakeCore:
+    def __init__(self, pods: list[client.V1Pod]) -> None:
+        self.pods = pods
+
+    def list_namespaced_pod(self, namespace: str, **kwargs: object) -> client.V1PodList:
+        return client.V1PodList(items=self.pods)
+
+
+def test_one_ready_coredns_pod_proves_the_path_but_every_kube_proxy_must_be_ready() -> None:
+    core = cast(client.CoreV1Api, FakeCore([_pod("a", True), _pod("b", False)]))
+    assert _pods_ready(core, "kube-system", "k8s-app=kube-dns", every=False)[0] is True
+    assert _pods_ready(core, "kube-system", "k8s-app=kube-proxy")[0] is False
+    assert _pods_ready(cast(client.CoreV1Api, FakeCore([])), "ns", "x") == (
+        None,
+        "none on this host",
+    )
