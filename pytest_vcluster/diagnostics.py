@@ -27,7 +27,7 @@ import yaml
 from kubernetes import client
 
 from pytest_vcluster.errors import ConfigError, RunInterruptedError, VClusterError
-from pytest_vcluster.evidence import ContainerLog, attached
+from pytest_vcluster.evidence import ANSI_COLOUR, ContainerLog, attached
 from pytest_vcluster.handle import VCluster
 from pytest_vcluster.labels import (
     ANNOTATION_TEST,
@@ -68,8 +68,6 @@ SYNCER_CONTAINER = "syncer"
 Section = tuple[str, str]
 
 T = TypeVar("T")
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def junit_properties(handle: VCluster, index: int) -> list[tuple[str, object]]:
@@ -389,7 +387,7 @@ class Diagnostics:
                         syncer_tail = text.splitlines()[-LOG_LINES:]
         if syncer_tail is not None:
             lines.append(f"syncer log ({len(syncer_tail)} last lines):")
-            tail = [_short(redact(_ANSI.sub("", line)), 200) for line in syncer_tail]
+            tail = [_short(redact(ANSI_COLOUR.sub("", line)), 200) for line in syncer_tail]
             lines += [f"  {line}" for line in tail] or ["  (empty)"]
         elif control:
             lines.append("syncer log: none (the container has not run)")

@@ -26,6 +26,7 @@ from pytest_vcluster.probes import container_statuses
 from pytest_vcluster.redaction import redact
 
 __all__ = [
+    "ANSI_COLOUR",
     "ContainerLog",
     "attach",
     "attached",
@@ -52,7 +53,7 @@ _TRANSIENT = re.compile(
 )
 _ATTRIBUTE = "container_logs"
 #: Terminal colours the syncer's logger writes; they would garble a report.
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def read_restarted_logs(
                     str(cs.name),
                     cs.restart_count or 0,
                     previous,
-                    redact(_ANSI.sub("", str(text))),
+                    redact(ANSI_COLOUR.sub("", str(text))),
                 )
             )
     return found

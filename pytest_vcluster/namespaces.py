@@ -100,19 +100,22 @@ class HostNamespaces:
 
     def mark(self, namespace: str, state: str) -> None:
         """Label the namespace ``active``, ``paused`` or ``kept`` (what reapers go by)."""
-        patch = {"metadata": {"labels": {LABEL_STATE: state}}}
-        try:
-            self.core.patch_namespace(namespace, patch, _request_timeout=_API_TIMEOUT)
-        except Exception as exc:
-            raise api_error(f"cannot label namespace {namespace} {state}", exc) from exc
+        failure = f"cannot label namespace {namespace} {state}"
+        self._patch(namespace, {"labels": {LABEL_STATE: state}}, failure)
 
     def annotate_test(self, namespace: str, test: str) -> None:
         """Name the test that now holds the cluster (a prepared one changes hands)."""
-        patch = {"metadata": {"annotations": {ANNOTATION_TEST: test}}}
+        failure = f"cannot annotate namespace {namespace} with its test"
+        self._patch(namespace, {"annotations": {ANNOTATION_TEST: test}}, failure)
+
+    def _patch(self, namespace: str, metadata: dict[str, object], failure: str) -> None:
+        """Merge ``metadata`` into the namespace's; ``failure`` says what could not be done."""
         try:
-            self.core.patch_namespace(namespace, patch, _request_timeout=_API_TIMEOUT)
+            self.core.patch_namespace(
+                namespace, {"metadata": metadata}, _request_timeout=_API_TIMEOUT
+            )
         except Exception as exc:
-            raise api_error(f"cannot annotate namespace {namespace} with its test", exc) from exc
+            raise api_error(failure, exc) from exc
 
     def claim_paused(self, spec_hash: str, slot: str, test: str) -> tuple[str, str] | None:
         """Find a paused vcluster of this slot and spec and claim it for this run.

@@ -51,7 +51,7 @@ from pytest_vcluster.stats import Stats
 from pytest_vcluster.values import deep_merge
 from pytest_vcluster.versions import KubeVersion
 from pytest_vcluster.waits import Deadline
-from pytest_vcluster.xdist_workers import leftover_hint, stop_and_wait
+from pytest_vcluster.xdist_workers import leftover_hint, stop_and_wait, worker_id
 
 __all__ = [
     "pytest_addoption",
@@ -224,7 +224,7 @@ class _XdistController:
             return
         settings = session.config.stash[SETTINGS_KEY]
         deadline = Deadline(settings.delete_timeout, stop=interrupts.abandon)
-        self.waiting_for = [str(getattr(node.gateway, "id", "?")) for node in nodes]
+        self.waiting_for = [worker_id(node) for node in nodes]
         progress = session.config.stash[PROGRESS_KEY]
         with interrupts.shielded(), progress.waiting("the xdist workers to tear down"):
             still = stop_and_wait(nodes, deadline)
