@@ -61,7 +61,7 @@ SUITE_DIR = HERE / "stress_suite"
 DEFAULT_OUT = HERE / "results" / "stress.json"
 DEFAULT_HOST = "stress-host"
 RACE_PREFIX = "stress-race-"  # race hosts are named stress-race-<token>-<repeat>
-#: The plugin's label on every namespace it makes (pytest_vcluster.labels.LABEL_MANAGED; a unit
+#: The plugin's label on every namespace it makes (pytest_vcluster.core.labels.LABEL_MANAGED; a unit
 #: test keeps the two equal, so this script need not import the plugin).
 MANAGED_LABEL = "pytest-vcluster/managed"
 WORKERS = 2  # -n of the fresh phase

@@ -6,8 +6,9 @@ the :class:`VCluster` handle they yield, :class:`Settings` and the exceptions be
 
 from __future__ import annotations
 
-from pytest_vcluster.config import Settings, TeardownMode
-from pytest_vcluster.errors import (
+from pytest_vcluster.cluster.handle import VCluster
+from pytest_vcluster.connect.port_forward import Forward, PortForwardError
+from pytest_vcluster.core.errors import (
     ApiError,
     CommandError,
     ConfigError,
@@ -18,11 +19,10 @@ from pytest_vcluster.errors import (
     VClusterError,
     WaitTimeoutError,
 )
-from pytest_vcluster.handle import VCluster
-from pytest_vcluster.host import HostInfo
-from pytest_vcluster.images import ImageLoadError, LoadResult
-from pytest_vcluster.portforward import Forward, PortForwardError
-from pytest_vcluster.versions import KubeVersion
+from pytest_vcluster.host.images import ImageLoadError, LoadResult
+from pytest_vcluster.host.kind import HostInfo
+from pytest_vcluster.settings.config import Settings, TeardownMode
+from pytest_vcluster.settings.versions import KubeVersion
 
 __all__ = [
     "ApiError",

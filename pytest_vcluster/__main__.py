@@ -2,6 +2,6 @@
 
 import sys
 
-from pytest_vcluster.cli import main
+from pytest_vcluster.cli.main import main
 
 sys.exit(main())

@@ -1,13 +1,14 @@
 """pytest wiring: options, the ``vcluster`` marker, hooks and fixtures. No cluster calls here.
 
 Fixtures:
-    ``vcluster_host`` (session): the host cluster (:class:`~pytest_vcluster.host.HostInfo`).
+    ``vcluster_host`` (session): the host cluster (:class:`~pytest_vcluster.host.kind.HostInfo`).
     ``vcluster`` (function): a fresh vcluster for this test.
     ``vcluster_worker`` (function): the vcluster shared by all tests of this process (xdist
     worker) that ask for the same version and values.
     ``vcluster_factory`` (function): a callable creating more vclusters in one test.
     ``vcluster_version`` and ``vcluster_values`` (function): inputs, overridable in a conftest.
-    ``vcluster_settings`` (session): the resolved :class:`~pytest_vcluster.config.Settings`.
+    ``vcluster_settings`` (session): the resolved
+    :class:`~pytest_vcluster.settings.config.Settings`.
 """
 
 from __future__ import annotations
@@ -25,33 +26,33 @@ from typing import Any
 
 import pytest
 
-from pytest_vcluster.config import OPTIONS, Settings, TeardownMode, resolve_settings
-from pytest_vcluster.diagnostics import DiagnosticsCollector, junit_properties
-from pytest_vcluster.errors import (
+from pytest_vcluster.cluster.handle import VCluster
+from pytest_vcluster.cluster.lifecycle import VClusterManager
+from pytest_vcluster.core.errors import (
     CommandError,
     ConfigError,
     HostError,
     ToolNotFoundError,
     VClusterError,
 )
-from pytest_vcluster.handle import VCluster
-from pytest_vcluster.host import HostInfo
-from pytest_vcluster.hostleases import default_state_root
-from pytest_vcluster.hosts import Host, make_host
-from pytest_vcluster.images import ImageLoadError
-from pytest_vcluster.interrupts import interrupts
-from pytest_vcluster.lifecycle import VClusterManager
-from pytest_vcluster.markers import MARKER_HELP, MarkerArgs, check_values, parse_marker
-from pytest_vcluster.pool import ClusterPool, Upcoming
-from pytest_vcluster.progress import Progress
-from pytest_vcluster.report import header_lines
-from pytest_vcluster.session import VClusterFactory, WorkerPool
-from pytest_vcluster.spec import ClusterRequest, VClusterSpec
-from pytest_vcluster.stats import Stats
-from pytest_vcluster.values import deep_merge
-from pytest_vcluster.versions import KubeVersion
-from pytest_vcluster.waits import Deadline
-from pytest_vcluster.xdist_workers import leftover_hint, stop_and_wait, worker_id
+from pytest_vcluster.core.interrupts import interrupts
+from pytest_vcluster.core.progress import Progress
+from pytest_vcluster.core.waits import Deadline
+from pytest_vcluster.diagnostics.bundle import DiagnosticsCollector, junit_properties
+from pytest_vcluster.diagnostics.header import header_lines
+from pytest_vcluster.host.acquire import Host, make_host
+from pytest_vcluster.host.images import ImageLoadError
+from pytest_vcluster.host.kind import HostInfo
+from pytest_vcluster.host.locks import default_state_root
+from pytest_vcluster.pool.factory import VClusterFactory, WorkerPool
+from pytest_vcluster.pool.lookahead import ClusterPool, Upcoming
+from pytest_vcluster.pool.stats import Stats
+from pytest_vcluster.pool.xdist_workers import leftover_hint, stop_and_wait, worker_id
+from pytest_vcluster.settings.config import OPTIONS, Settings, TeardownMode, resolve_settings
+from pytest_vcluster.settings.markers import MARKER_HELP, MarkerArgs, check_values, parse_marker
+from pytest_vcluster.settings.request import ClusterRequest, VClusterSpec
+from pytest_vcluster.settings.values import deep_merge
+from pytest_vcluster.settings.versions import KubeVersion
 
 __all__ = [
     "pytest_addoption",
@@ -205,7 +206,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 class _XdistController:
     """xdist controller only: after an interrupt, wait for the workers' teardown before
-    pytest-xdist shuts them down (see :mod:`~pytest_vcluster.xdist_workers`)."""
+    pytest-xdist shuts them down (see :mod:`~pytest_vcluster.pool.xdist_workers`)."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config

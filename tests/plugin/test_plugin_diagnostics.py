@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from pytest_vcluster.errors import StartFailedError
-from pytest_vcluster.handle import VCluster
+from pytest_vcluster.core.errors import StartFailedError
+from pytest_vcluster.cluster.handle import VCluster
 
 
 def listing(items):

@@ -16,7 +16,7 @@ FAILING_START_CONFTEST = FAKE_MANAGER_CONFTEST.replace(
     "    def create(self, spec, *, teardown_on_error, prepared=False):\n"
     "        __tracebackhide__ = True\n"
     "        if spec.values.get('fail'):\n"
-    "            from pytest_vcluster.probes import raise_if_stuck\n"
+    "            from pytest_vcluster.core.pods import raise_if_stuck\n"
     "            from kubernetes import client\n"
     "            pod = client.V1Pod(\n"
     "                metadata=client.V1ObjectMeta(name='vc-0', namespace='pv-broken'),\n"

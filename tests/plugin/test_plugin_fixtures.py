@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vcluster.handle import VCluster
+from pytest_vcluster.cluster.handle import VCluster
 from pytest_vcluster.plugin import STATS_KEY
 
 LOG = Path(__file__).parent / "events.jsonl"

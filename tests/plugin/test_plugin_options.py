@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_vcluster.config import OPTIONS
+from pytest_vcluster.settings.config import OPTIONS
 
 
 def test_every_option_has_a_flag_and_an_ini_key(pytester: pytest.Pytester) -> None:

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from pytest_vcluster.labels import LABEL_MANAGED
+from pytest_vcluster.core.labels import LABEL_MANAGED
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "stress.py"
 
@@ -45,7 +45,7 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
   line two</failure>
 </testcase>
 <testcase classname="test_stress" name="test_api[2]" time="300.0">
-  <error message="failed on setup with &quot;pytest_vcluster.errors.WaitTimeoutError: timed
+  <error message="failed on setup with &quot;pytest_vcluster.core.errors.WaitTimeoutError: timed
   out after 300s waiting for CoreDNS&quot;">long traceback</error>
 </testcase>
 <testcase classname="test_stress" name="test_api[3]" time="1.0">
@@ -90,7 +90,7 @@ def test_parse_junit_counts_each_test_once_and_keeps_short_texts() -> None:
     )
     # Messages are flattened to one line.
     assert by_test[("test_stress::test_api[2]", "error")] == (
-        'failed on setup with "pytest_vcluster.errors.WaitTimeoutError: timed out after 300s '
+        'failed on setup with "pytest_vcluster.core.errors.WaitTimeoutError: timed out after 300s '
         'waiting for CoreDNS"'
     )
     # Without a message, the last line of the traceback says what was raised.
@@ -116,7 +116,7 @@ OUTPUT = """\
 0.00s setup    test_stress.py::test_api[2]
 =========================== short test summary info ===========================
 FAILED test_stress.py::test_api[1] - Failed: vcluster pv-x lists no 'default' namespace
-ERROR test_stress.py::test_api[2] - pytest_vcluster.errors.WaitTimeoutError: timed out
+ERROR test_stress.py::test_api[2] - pytest_vcluster.core.errors.WaitTimeoutError: timed out
 1 failed, 3 passed, 1 error, 2 warnings in 80.12s (0:01:20)
 """
 
@@ -146,7 +146,7 @@ def test_counts_from_output_without_junit() -> None:
         ("test_stress.py::test_api[1]", "failed"),
         ("test_stress.py::test_api[2]", "error"),
     ]
-    assert counts.problems[1].text == "pytest_vcluster.errors.WaitTimeoutError: timed out"
+    assert counts.problems[1].text == "pytest_vcluster.core.errors.WaitTimeoutError: timed out"
 
 
 def _records(tmp_path: Path) -> Path:

@@ -19,13 +19,15 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from pytest_vcluster import cli, reaper, runs
-from pytest_vcluster.config import parse_age
-from pytest_vcluster.errors import ApiError, ConfigError, RunInterruptedError, api_error
-from pytest_vcluster.host import HostInfo
-from pytest_vcluster.interrupts import Interrupts
-from pytest_vcluster.reaper import ManagedCluster, _select
-from pytest_vcluster.waits import Deadline, wait_until
+from pytest_vcluster.cli import main as cli
+from pytest_vcluster.core.errors import ApiError, ConfigError, RunInterruptedError, api_error
+from pytest_vcluster.core.interrupts import Interrupts
+from pytest_vcluster.core.waits import Deadline, wait_until
+from pytest_vcluster.host import liveness as runs
+from pytest_vcluster.host import reaper
+from pytest_vcluster.host.kind import HostInfo
+from pytest_vcluster.host.reaper import ManagedCluster, _select
+from pytest_vcluster.settings.config import parse_age
 
 NOW = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC)
 

@@ -1,0 +1,1 @@
+"""The ``pytest-vcluster`` command: ``doctor``, ``ls`` and ``reap``."""

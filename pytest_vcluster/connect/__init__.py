@@ -1,0 +1,1 @@
+"""Connecting to pods inside a vcluster: the TCP tunnel and the port-forward targets."""

@@ -1,0 +1,1 @@
+"""The clusters of one pytest process: the per-run factory, lookahead, statistics, xdist workers."""

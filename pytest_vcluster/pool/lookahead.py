@@ -1,0 +1,257 @@
+"""Lookahead provisioning and background teardown of the clusters of one pytest process.
+
+After collection the plugin knows which tests need a fresh cluster and of which spec. At the
+start of each test, :meth:`ClusterPool.plan` gets the tests this process will run next (under
+xdist: the ones the controller has already handed to this worker) and starts creating
+clusters for the first ``lookahead`` of them that have none yet, at most ``parallel`` at a
+time, in background threads. :meth:`ClusterPool.take` gives a test the cluster made for it:
+ready already, still starting (then it waits), or, when nothing was prepared, one created on
+the spot. Each prepared cluster goes to one test only; clusters nobody took are deleted at
+the end. :meth:`ClusterPool.release` tears a cluster down in the background while the next
+test runs, and :meth:`ClusterPool.close` waits for every teardown and reports failures.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pytest_vcluster.cluster.handle import VCluster
+from pytest_vcluster.cluster.lifecycle import TeardownAction
+from pytest_vcluster.core.errors import VClusterError
+from pytest_vcluster.core.interrupts import interrupts
+from pytest_vcluster.core.progress import Progress
+from pytest_vcluster.settings.config import TeardownMode
+from pytest_vcluster.settings.request import VClusterSpec
+
+__all__ = ["ClusterPool", "Manager", "Taken", "Upcoming"]
+
+log = logging.getLogger(__name__)
+
+#: A test this process will run and the spec of the cluster it needs (``None``: none known).
+Upcoming = tuple[str, VClusterSpec | None]
+
+#: After this many failed preparations of one spec, its tests create their own clusters.
+_MAX_FAILED_PREPARATIONS = 2
+
+
+class Manager(Protocol):
+    """What the pool needs from :class:`~pytest_vcluster.cluster.lifecycle.VClusterManager`."""
+
+    def create(
+        self, spec: VClusterSpec, *, teardown_on_error: TeardownMode, prepared: bool = False
+    ) -> VCluster: ...
+
+    def finish(self, handle: VCluster, action: TeardownAction) -> None: ...
+
+    def hand_over(self, handle: VCluster, test: str) -> None: ...
+
+
+def _interchangeable(made: VClusterSpec, wanted: VClusterSpec) -> bool:
+    # The spec hash leaves the volume choice out (for resuming paused clusters); a prepared
+    # emptyDir cluster must still not go to a test that may pause it.
+    return made.spec_hash == wanted.spec_hash and made.persistent == wanted.persistent
+
+
+@dataclass
+class _Preparation:
+    nodeid: str
+    spec: VClusterSpec
+    future: concurrent.futures.Future[VCluster]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A cluster handed to a test, and where it came from (``prepared`` or ``created``)."""
+
+    handle: VCluster
+    source: str
+    wait_seconds: float
+
+
+@dataclass
+class ClusterPool:
+    """Prepares clusters ahead of the tests that need them; tears clusters down behind them."""
+
+    manager: Manager
+    upcoming: Callable[[], Sequence[Upcoming]]
+    lookahead: int = 2
+    parallel: int = 1
+    teardown_workers: int = 4
+    progress: Progress = field(default_factory=Progress)
+    #: The teardown mode of a test by node id: a prepared cluster that fails to start is kept
+    #: when its test's mode keeps failed clusters (``keep-on-failure``).
+    teardown_of: Callable[[str], TeardownMode] = lambda nodeid: TeardownMode.DELETE
+    _preparations: dict[str, _Preparation] = field(default_factory=dict)
+    _failures: dict[str, int] = field(default_factory=dict)
+    _teardowns: list[concurrent.futures.Future[None]] = field(default_factory=list)
+    # Preparations a test stopped waiting for (Ctrl-C): nobody else owns their clusters.
+    _stranded: list[_Preparation] = field(default_factory=list)
+    # Reentrant: a future that is done already runs its callback (which locks) at once.
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _closed: bool = False
+
+    def __post_init__(self) -> None:
+        self._creators = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, self.parallel), thread_name_prefix="pytest-vcluster-prepare"
+        )
+        self._reapers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, self.teardown_workers), thread_name_prefix="pytest-vcluster-teardown"
+        )
+
+    # -- lookahead ------------------------------------------------------------------------
+
+    def plan(self) -> None:
+        """Start preparing clusters for the next ``lookahead`` tests after the current one.
+
+        The first entry of :attr:`upcoming` is the test about to run: it takes its cluster
+        with :meth:`take`, so only the entries after it are prepared here.
+        """
+        if self.lookahead <= 0 or self._closed or interrupts.interrupted:
+            return
+        entries = list(self.upcoming())
+        wanted = [(nodeid, spec) for nodeid, spec in entries[1:] if spec is not None]
+        wanted = wanted[: self.lookahead]
+        with self._lock:
+            expected = {nodeid for nodeid, _ in entries}
+            for nodeid, spec in wanted:
+                if nodeid in self._preparations:
+                    continue
+                if self._failures.get(spec.spec_hash, 0) >= _MAX_FAILED_PREPARATIONS:
+                    continue
+                spare = self._spare_for(spec, expected)
+                if spare is not None:
+                    # A cluster made for a test that will not run here serves this one.
+                    del self._preparations[spare.nodeid]
+                    spare.nodeid = nodeid
+                    self._preparations[nodeid] = spare
+                    continue
+                self._submit(nodeid, spec)
+
+    def _spare_for(self, spec: VClusterSpec, expected: set[str]) -> _Preparation | None:
+        for preparation in self._preparations.values():
+            if preparation.nodeid not in expected and _interchangeable(preparation.spec, spec):
+                return preparation
+        return None
+
+    def _submit(self, nodeid: str, spec: VClusterSpec) -> None:
+        teardown_on_error = self.teardown_of(nodeid)
+
+        def prepare() -> VCluster:
+            return self.manager.create(spec, teardown_on_error=teardown_on_error, prepared=True)
+
+        future = self._creators.submit(prepare)
+        self._preparations[nodeid] = _Preparation(nodeid, spec, future)
+        future.add_done_callback(lambda done: self._note_failure(spec, done))
+
+    def _note_failure(self, spec: VClusterSpec, done: concurrent.futures.Future[VCluster]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            self._count_failure(spec)
+
+    def _count_failure(self, spec: VClusterSpec) -> None:
+        with self._lock:
+            self._failures[spec.spec_hash] = self._failures.get(spec.spec_hash, 0) + 1
+
+    # -- taking and giving back -----------------------------------------------------------
+
+    def take(self, nodeid: str, spec: VClusterSpec, teardown_on_error: TeardownMode) -> Taken:
+        """The cluster for this test: prepared for it, a matching spare, or a new one."""
+        started = time.monotonic()
+        with self._lock:
+            preparation = self._preparations.get(nodeid)
+            if preparation is None or not _interchangeable(preparation.spec, spec):
+                expected = {entry for entry, _ in self.upcoming()} - {nodeid}
+                preparation = self._spare_for(spec, expected)
+            if preparation is not None:
+                del self._preparations[preparation.nodeid]
+        what = f"the vcluster of {nodeid}"
+        got: list[VCluster] = []
+        if preparation is not None and not preparation.future.cancel():
+            try:
+                with self.progress.waiting(what, lambda: _phases(got)):
+                    handle = preparation.future.result()
+                    got.append(handle)
+            except BaseException as exc:
+                if not isinstance(exc, VClusterError):
+                    with self._lock:
+                        self._stranded.append(preparation)
+                    raise
+                raise VClusterError(
+                    f"the vcluster prepared ahead for this test failed: {exc}"
+                ) from exc
+            if preparation.spec.test != spec.test:
+                self.manager.hand_over(handle, spec.test)
+            return Taken(handle, "prepared", time.monotonic() - started)
+        try:
+            with self.progress.waiting(what, lambda: _phases(got)):
+                handle = self.manager.create(spec, teardown_on_error=teardown_on_error)
+                got.append(handle)
+        except Exception:
+            self._count_failure(spec)
+            raise
+        return Taken(handle, "resumed" if handle.reused else "created", time.monotonic() - started)
+
+    def release(self, handle: VCluster, action: TeardownAction) -> None:
+        """Tear ``handle`` down in the background (synchronously once closed)."""
+        with self._lock:
+            if not self._closed:
+                self._teardowns.append(self._reapers.submit(self.manager.finish, handle, action))
+                return
+        self.manager.finish(handle, action)
+
+    def close(self) -> None:
+        """Delete the clusters nobody took and wait for every teardown to end."""
+        with self._lock:
+            self._closed = True
+            preparations = [*self._preparations.values(), *self._stranded]
+            self._preparations.clear()
+            self._stranded.clear()
+        with interrupts.shielded():
+            # Cancel everything not started first, or the executor starts it once a slot frees.
+            started = [p for p in preparations if not p.future.cancel()]
+            _wait_all([p.future for p in started])
+            for preparation in started:
+                if not preparation.future.done():
+                    continue  # the run stopped waiting: reported as left over
+                error = preparation.future.exception()
+                if error is not None:
+                    log.info("a cluster prepared for %s failed: %s", preparation.nodeid, error)
+                    continue
+                self._teardowns.append(
+                    self._reapers.submit(
+                        self.manager.finish, preparation.future.result(), TeardownAction.DELETE
+                    )
+                )
+            _wait_all(self._teardowns)
+            for teardown in self._teardowns:
+                error = teardown.exception() if teardown.done() else None
+                if error is not None:
+                    log.warning("a background teardown failed: %s", error)
+        abandoned = interrupts.abandon.is_set()
+        self._creators.shutdown(wait=not abandoned, cancel_futures=abandoned)
+        self._reapers.shutdown(wait=not abandoned, cancel_futures=abandoned)
+
+    @property
+    def pending(self) -> int:
+        """Clusters prepared (or being prepared) and not taken yet."""
+        with self._lock:
+            return len(self._preparations)
+
+
+def _wait_all(futures: Iterable[concurrent.futures.Future[Any]]) -> None:
+    """Wait for every future, polling so that a second Ctrl-C can stop the wait."""
+    pending = {future for future in futures if not future.done()}
+    while pending and not interrupts.abandon.is_set():
+        _, pending = concurrent.futures.wait(pending, timeout=0.25)
+
+
+def _phases(handles: list[VCluster]) -> str:
+    """`` (objects 0.4s, scheduled 1.1s, ...)``: when each readiness phase completed."""
+    if not handles or not handles[0].phases:
+        return ""
+    return " (" + ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in handles[0].phases) + ")"

@@ -1,0 +1,1 @@
+"""What a run and a test ask for: settings, versions, chart values, the marker, the request."""

@@ -1,0 +1,148 @@
+"""Signals and threads: the shield belongs to the thread that tears down, and an xdist
+controller waits for its workers' teardown before pytest-xdist stops them."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pytest_vcluster.core.interrupts import Interrupts
+from pytest_vcluster.core.waits import Deadline
+from pytest_vcluster.pool.xdist_workers import finished, leftover_hint, stop_and_wait
+from pytest_vcluster.settings.config import Settings
+
+
+def handler_writing_to(written: list[str]) -> Interrupts:
+    handler = Interrupts()
+    handler._stop_run = lambda reason: None
+    handler._leftovers = list
+    handler._write = written.append
+    return handler
+
+
+def test_a_background_threads_shield_does_not_swallow_the_main_threads_signal() -> None:
+    # Review: a lookahead thread cleaning up a failed start shielded the whole process, so
+    # Ctrl-C raised nothing and the test went on running.
+    handler = handler_writing_to([])
+    inside, release = threading.Event(), threading.Event()
+
+    def clean_up_in_background() -> None:
+        with handler.shielded():
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=clean_up_in_background)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(KeyboardInterrupt):
+            handler._handle(signal.SIGINT, None)
+    finally:
+        release.set()
+        thread.join(10)
+    assert handler.cancel.is_set()
+    assert not handler.abandon.is_set()
+
+
+def test_shield_depth_is_counted_per_thread_without_races() -> None:
+    handler = handler_writing_to([])
+    errors: list[BaseException] = []
+
+    def nest_often() -> None:
+        try:
+            for _ in range(2000):
+                with handler.shielded(), handler.shielded():
+                    pass
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=nest_often) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert not handler._shielded_now
+    # After all that nesting, a first signal outside any shield still stops the test.
+    with pytest.raises(KeyboardInterrupt):
+        handler._handle(signal.SIGINT, None)
+
+
+def test_the_main_threads_own_shield_still_holds() -> None:
+    written: list[str] = []
+    handler = handler_writing_to(written)
+    with handler.shielded():
+        handler._handle(signal.SIGINT, None)
+    assert "finishing the teardown" in written[0]
+
+
+@dataclass
+class FakeChannel:
+    closed: bool = False
+
+    def isclosed(self) -> bool:
+        return self.closed
+
+
+@dataclass
+class FakeGateway:
+    id: str
+
+
+@dataclass
+class FakeWorker:
+    """What the controller sees of a pytest-xdist WorkerController."""
+
+    id: str
+    finish_after_shutdown: bool = True
+    channel: FakeChannel = field(default_factory=FakeChannel)
+    shutdowns: int = 0
+    workeroutput: dict[str, object] | None = None
+
+    @property
+    def gateway(self) -> FakeGateway:
+        return FakeGateway(self.id)
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+        if self.finish_after_shutdown:
+            threading.Timer(0.3, self._finish).start()
+
+    def _finish(self) -> None:
+        self.workeroutput = {"exitstatus": 2}
+
+
+def test_the_controller_waits_until_every_worker_finished_its_teardown() -> None:
+    workers = [FakeWorker("gw0"), FakeWorker("gw1")]
+    still = stop_and_wait(workers, Deadline(10, stop=threading.Event()))
+    assert still == []
+    assert all(finished(worker) for worker in workers)
+    assert [worker.shutdowns for worker in workers] == [1, 1]
+
+
+def test_a_worker_that_died_counts_as_finished() -> None:
+    dead = FakeWorker("gw0", finish_after_shutdown=False, channel=FakeChannel(closed=True))
+    assert stop_and_wait([dead], Deadline(10, stop=threading.Event())) == []
+
+
+def test_the_wait_ends_at_its_deadline_or_at_a_second_signal() -> None:
+    stuck = FakeWorker("gw1", finish_after_shutdown=False)
+    assert stop_and_wait([stuck], Deadline(0.5, stop=threading.Event())) == ["gw1"]
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    assert stop_and_wait([stuck], Deadline(60, stop=stop)) == ["gw1"]
+
+
+def test_leftover_hint_names_the_host_the_commands_need() -> None:
+    kind = leftover_hint(Settings(host_name="h1"), ["gw1"])
+    assert kind[0] == "xdist worker(s) gw1 were still tearing down their vclusters"
+    assert kind[-1] == "remove it with: pytest-vcluster reap --host-name h1"
+    existing = leftover_hint(Settings(host_kubeconfig=Path("/k/config"), host_context="ctx"), [])
+    assert existing == [
+        "see what is left with: pytest-vcluster ls --host-kubeconfig /k/config --host-context ctx",
+        "remove it with: pytest-vcluster reap --host-kubeconfig /k/config --host-context ctx",
+    ]

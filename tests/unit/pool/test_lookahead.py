@@ -1,0 +1,280 @@
+"""The lookahead pool's scheduling: what is made when, for which test, and what happens on
+failure, on an early stop (``-x``), on a test that no longer needs its cluster, and at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import pytest
+from kubernetes import client
+
+from pytest_vcluster.cluster.handle import VCluster
+from pytest_vcluster.cluster.lifecycle import TeardownAction
+from pytest_vcluster.core.errors import VClusterError
+from pytest_vcluster.pool.lookahead import ClusterPool, Upcoming
+from pytest_vcluster.settings.config import Settings, TeardownMode
+from pytest_vcluster.settings.request import VClusterSpec, make_spec
+
+SETTINGS = Settings()
+
+
+def spec_of(values: dict[str, object] | None = None) -> VClusterSpec:
+    return make_spec(SETTINGS, slot="s", test="t", label="x", values=values, persistent=False)
+
+
+A = spec_of()
+B = spec_of({"other": True})
+
+
+@dataclass
+class FakeManager:
+    gate: threading.Event = field(default_factory=threading.Event)
+    fail: set[str] = field(default_factory=set)
+    created: list[tuple[str, bool]] = field(default_factory=list)
+    finished: list[tuple[str, TeardownAction, str]] = field(default_factory=list)
+    handed: list[tuple[str, str]] = field(default_factory=list)
+    on_error: list[TeardownMode] = field(default_factory=list)
+    running: int = 0
+    most_running: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.gate.set()
+
+    def create(
+        self, spec: VClusterSpec, *, teardown_on_error: TeardownMode, prepared: bool = False
+    ) -> VCluster:
+        with self.lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            name = f"vc{len(self.created) + 1}"
+            self.created.append((spec.spec_hash, prepared))
+            self.on_error.append(teardown_on_error)
+        try:
+            assert self.gate.wait(10)
+            if spec.spec_hash in self.fail:
+                raise VClusterError("control plane CrashLoopBackOff")
+            return VCluster(
+                name, name, "v1.34.4", None, Path("/dev/null"),
+                cast(client.ApiClient, None), spec.spec_hash,
+            )  # fmt: skip
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def finish(self, handle: VCluster, action: TeardownAction) -> None:
+        self.finished.append((handle.name, action, threading.current_thread().name))
+
+    def hand_over(self, handle: VCluster, test: str) -> None:
+        self.handed.append((handle.name, test))
+
+
+@dataclass
+class Schedule:
+    """What the plugin would report as this process's upcoming tests."""
+
+    entries: list[Upcoming] = field(default_factory=list)
+
+    def __call__(self) -> list[Upcoming]:
+        return list(self.entries)
+
+    def at(self, *entries: Upcoming) -> None:
+        self.entries = list(entries)
+
+
+def pool_with(manager: FakeManager, schedule: Schedule, **kwargs: int) -> ClusterPool:
+    return ClusterPool(manager, schedule, **kwargs)
+
+
+def test_plan_prepares_the_next_tests_not_the_current_one_nor_beyond_lookahead() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    pool = pool_with(manager, schedule, lookahead=2, parallel=2)
+    schedule.at(("t0", A), ("t1", A), ("t2", None), ("t3", B), ("t4", A))
+    pool.plan()
+    pool.plan()  # planning again makes nothing twice
+    assert pool.pending == 2  # t1 and t3: t2 needs no predicted cluster, t4 is too far
+    schedule.at(("t1", A), ("t2", None), ("t3", B))
+    assert pool.take("t1", A, TeardownMode.DELETE).source == "prepared"
+    pool.close()
+    assert (A.spec_hash, True) in manager.created
+    assert set(manager.created) <= {(A.spec_hash, True), (B.spec_hash, True)}
+    # t3's cluster, which nobody took, was cancelled before it started or deleted at the end.
+    assert len(manager.finished) == len(manager.created) - 1
+
+
+def test_take_gets_the_prepared_cluster_and_setup_does_not_create() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    pool = pool_with(manager, schedule, lookahead=1)
+    schedule.at(("t0", A), ("t1", A))
+    pool.plan()
+    schedule.at(("t1", A))
+    taken = pool.take("t1", A, TeardownMode.DELETE)
+    assert taken.source == "prepared"
+    assert manager.created == [(A.spec_hash, True)]
+    first = pool.take("t0", A, TeardownMode.DELETE)  # nothing prepared: made on the spot
+    assert first.source == "created"
+    assert manager.created[-1] == (A.spec_hash, False)
+    pool.close()
+    assert manager.finished == []  # both were taken: nothing left to delete
+
+
+def test_concurrent_creates_are_bounded() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    manager.gate.clear()
+    pool = pool_with(manager, schedule, lookahead=4, parallel=1)
+    schedule.at(("t0", A), ("t1", A), ("t2", A), ("t3", A), ("t4", A))
+    pool.plan()
+    manager.gate.set()
+    for nodeid in ("t1", "t2", "t3", "t4"):
+        assert pool.take(nodeid, A, TeardownMode.DELETE).source == "prepared"
+    pool.close()
+    assert manager.most_running == 1
+    assert len(manager.created) == 4
+
+
+def test_a_failed_preparation_fails_its_test_and_stops_preparing_that_spec() -> None:
+    manager, schedule = FakeManager(fail={A.spec_hash}), Schedule()
+    pool = pool_with(manager, schedule, lookahead=2, parallel=1)
+    schedule.at(("t0", None), ("t1", A), ("t2", A))
+    pool.plan()
+    schedule.at(("t1", A), ("t2", A))
+    with pytest.raises(VClusterError, match=r"prepared ahead for this test failed: .*CrashLoop"):
+        pool.take("t1", A, TeardownMode.DELETE)
+    with pytest.raises(VClusterError):
+        pool.take("t2", A, TeardownMode.DELETE)
+    schedule.at(("t2", None), ("t3", A), ("t4", A))
+    pool.plan()
+    assert pool.pending == 0  # two failures of spec A: its tests now create their own
+    pool.close()
+
+
+def test_a_cluster_made_for_a_test_that_will_not_run_serves_the_next_of_its_spec() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    pool = pool_with(manager, schedule, lookahead=1)
+    schedule.at(("t0", None), ("t1", A))
+    pool.plan()
+    # t1 was deselected, skipped or stolen by another worker: t2 is next.
+    schedule.at(("t0", None), ("t2", A))
+    pool.plan()
+    schedule.at(("t2", A))
+    assert pool.take("t2", A, TeardownMode.DELETE).source == "prepared"
+    pool.close()
+    assert len(manager.created) == 1
+
+
+def test_a_spec_that_changed_at_setup_gets_a_new_cluster_and_the_spare_is_deleted() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    pool = pool_with(manager, schedule, lookahead=1)
+    schedule.at(("t0", None), ("t1", A))
+    pool.plan()
+    schedule.at(("t1", A))
+    # The test's vcluster_values fixture gave other values than predicted.
+    assert pool.take("t1", B, TeardownMode.DELETE).source == "created"
+    pool.close()
+    assert [action for _, action, _ in manager.finished] == [TeardownAction.DELETE]
+
+
+def test_an_early_stop_cancels_what_has_not_started() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    manager.gate.clear()
+    pool = pool_with(manager, schedule, lookahead=3, parallel=1)
+    schedule.at(("t0", None), ("t1", A), ("t2", A), ("t3", A))
+    pool.plan()
+    threading.Timer(0.2, manager.gate.set).start()
+    pool.close()  # as after -x: only the create already running finishes, and is deleted
+    assert len(manager.created) == 1
+    assert len(manager.finished) == 1
+
+
+def test_teardown_runs_in_the_background_and_close_waits_for_it() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    pool = pool_with(manager, schedule, lookahead=0)
+    taken = pool.take("t0", A, TeardownMode.DELETE)
+    pool.release(taken.handle, TeardownAction.DELETE)
+    pool.close()
+    [(name, action, thread)] = manager.finished
+    assert (name, action) == (taken.handle.name, TeardownAction.DELETE)
+    assert thread.startswith("pytest-vcluster-teardown")
+    pool.release(taken.handle, TeardownAction.KEEP)  # after close: done at once
+    assert manager.finished[-1][2] == threading.current_thread().name
+
+
+def test_lookahead_zero_prepares_nothing() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    pool = pool_with(manager, schedule, lookahead=0)
+    schedule.at(("t0", A), ("t1", A))
+    pool.plan()
+    assert pool.pending == 0
+    pool.close()
+    assert manager.created == []
+
+
+def test_ctrl_c_while_a_test_waits_for_its_prepared_cluster_still_deletes_it() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    manager.gate.clear()  # the preparation is still starting when the test asks for it
+    pool = pool_with(manager, schedule, lookahead=1)
+    schedule.at(("t0", A), ("t1", A))
+    pool.plan()
+    future = pool._preparations["t1"].future
+
+    def interrupted(timeout: float | None = None) -> VCluster:
+        raise KeyboardInterrupt
+
+    future.result = interrupted  # type: ignore[method-assign]
+    schedule.at(("t1", A))
+    with pytest.raises(KeyboardInterrupt):
+        pool.take("t1", A, TeardownMode.DELETE)
+    manager.gate.set()
+    del future.result  # the pool reads the cluster the normal way at close
+    pool.close()
+    assert [(name, action) for name, action, _ in manager.finished] == [
+        ("vc1", TeardownAction.DELETE)
+    ]
+
+
+def for_test(spec: VClusterSpec, nodeid: str) -> VClusterSpec:
+    return spec.for_test(f"test:{nodeid}:0", nodeid)
+
+
+def test_a_spare_taken_by_another_test_is_annotated_with_that_test() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    pool = pool_with(manager, schedule, lookahead=1)
+    schedule.at(("t0", for_test(A, "t0")), ("t1", for_test(A, "t1")))
+    pool.plan()
+    # t1 will not run here after all (xdist gave it to another worker): t2 takes its cluster.
+    schedule.at(("t2", for_test(A, "t2")))
+    taken = pool.take("t2", for_test(A, "t2"), TeardownMode.DELETE)
+    assert taken.source == "prepared"
+    assert manager.handed == [(taken.handle.name, "t2")]
+    pool.close()
+
+
+def test_a_cluster_taken_by_the_test_it_was_made_for_is_not_annotated_again() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    pool = pool_with(manager, schedule, lookahead=1)
+    schedule.at(("t0", for_test(A, "t0")), ("t1", for_test(A, "t1")))
+    pool.plan()
+    schedule.at(("t1", for_test(A, "t1")))
+    assert pool.take("t1", for_test(A, "t1"), TeardownMode.DELETE).source == "prepared"
+    assert manager.handed == []
+    pool.close()
+
+
+def test_a_prepared_cluster_fails_by_its_tests_teardown_mode() -> None:
+    # keep-on-failure applies to a cluster prepared ahead that fails to start, too.
+    manager, schedule = FakeManager(), Schedule()
+    modes = {"t1": TeardownMode.KEEP_ON_FAILURE}
+    pool = ClusterPool(
+        manager,
+        schedule,
+        lookahead=1,
+        teardown_of=lambda nodeid: modes.get(nodeid, TeardownMode.DELETE),
+    )
+    schedule.at(("t0", A), ("t1", A))
+    pool.plan()
+    pool.close()
+    assert manager.on_error == [TeardownMode.KEEP_ON_FAILURE]

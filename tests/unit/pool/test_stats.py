@@ -1,0 +1,38 @@
+"""Counting what the plugin did and summarising ready times."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_vcluster.pool.stats import Stats
+
+
+def test_summary() -> None:
+    stats = Stats()
+    assert stats.empty
+    assert stats.summary_lines() == []
+    stats.record("created", 30.0)
+    stats.record("created", 50.0)
+    stats.record("resumed", 10.0)
+    stats.record("deleted")
+    stats.record("paused")
+    assert stats.summary_lines() == [
+        "vclusters: created 2, resumed 1, paused 1, deleted 1, kept 0, failed 0",
+        "create/resume to ready: median 30.0s, max 50.0s over 3",
+    ]
+
+
+def test_merge_from_workers() -> None:
+    controller, worker = Stats(), Stats()
+    worker.record("created", 12.0)
+    worker.record("kept")
+    controller.merge(worker.to_dict())
+    controller.merge(worker.to_dict())
+    assert controller.counts["created"] == 2
+    assert controller.counts["kept"] == 2
+    assert controller.ready_seconds == [12.0, 12.0]
+
+
+def test_unknown_event() -> None:
+    with pytest.raises(ValueError, match="unknown event"):
+        Stats().record("exploded")

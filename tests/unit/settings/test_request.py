@@ -1,0 +1,68 @@
+"""Request resolution (marker, matrix version, fixture values → spec) and the phase timer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_vcluster.cluster.probes import PhaseTimer
+from pytest_vcluster.settings.config import Settings, TeardownMode
+from pytest_vcluster.settings.markers import MarkerArgs
+from pytest_vcluster.settings.request import ClusterRequest
+from pytest_vcluster.settings.versions import KubeVersion
+
+SETTINGS = Settings(version_map={"1.33": "v1.33.13"})
+
+
+def test_the_same_request_gives_the_same_spec_at_collection_and_at_setup() -> None:
+    marker = MarkerArgs(values={"a": 1}, timeout=30)
+    at_collection = ClusterRequest("t.py::test_x", "test_x", marker, KubeVersion(1, 33), {"b": 2})
+    at_setup = ClusterRequest("t.py::test_x", "test_x", marker, KubeVersion(1, 33), {"b": 2})
+    first, second = at_collection.spec(SETTINGS), at_setup.spec(SETTINGS)
+    assert first == second
+    assert first.slot == "test:t.py::test_x:0"
+    assert first.ready_timeout == 30
+    assert (first.values["a"], first.values["b"]) == (1, 2)
+    assert first.values["controlPlane"]["distro"]["k8s"]["version"] == "v1.33.13"
+
+
+def test_layers_and_overrides() -> None:
+    request = ClusterRequest(
+        "t.py::test_x", "test_x", MarkerArgs(values={"a": "marker"}), None, {"a": "fixture"}
+    )
+    assert request.spec(SETTINGS).values["a"] == "marker"  # the marker wins over the fixture
+    other = request.spec(SETTINGS, index=1, values={"a": "call"}, version=KubeVersion(1, 33))
+    assert other.values["a"] == "call"
+    assert other.slot == "test:t.py::test_x:1"
+    assert other.version == KubeVersion(1, 33)
+
+
+def test_persistence_follows_the_teardown_mode_unless_asked() -> None:
+    def persistent(marker: MarkerArgs, settings: Settings = SETTINGS) -> bool:
+        return ClusterRequest("t", "t", marker).spec(settings).persistent
+
+    assert not persistent(MarkerArgs())
+    assert persistent(MarkerArgs(teardown=TeardownMode.PAUSE_ON_FAILURE))
+    assert persistent(MarkerArgs(), Settings(teardown=TeardownMode.PAUSE))
+    assert persistent(MarkerArgs(persistent=True))
+    assert not persistent(MarkerArgs(teardown=TeardownMode.PAUSE, persistent=False))
+
+
+def test_values_file_of_the_marker_is_used_unless_the_call_gives_one(tmp_path: Path) -> None:
+    marker_file = tmp_path / "m.yaml"
+    marker_file.write_text("m: 1\n")
+    call_file = tmp_path / "c.yaml"
+    call_file.write_text("c: 1\n")
+    request = ClusterRequest("t", "t", MarkerArgs(values_file=marker_file))
+    assert request.spec(SETTINGS).values["m"] == 1
+    assert "m" not in request.spec(SETTINGS, values_file=call_file).values
+
+
+def test_phase_timer_marks_seconds_from_its_start() -> None:
+    now = [100.0]
+    timer = PhaseTimer(clock=lambda: now[0])
+    now[0] = 100.5
+    assert timer.mark("objects") == 0.5
+    now[0] = 103.25
+    timer.mark("readyz")
+    assert timer.phases == [("objects", 0.5), ("readyz", 3.25)]
+    assert timer.elapsed == 3.25
