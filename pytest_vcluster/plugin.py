@@ -14,20 +14,18 @@ Fixtures:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import inspect
 import itertools
 import os
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import replace
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_vcluster.cluster.handle import VCluster
-from pytest_vcluster.cluster.lifecycle import VClusterManager
 from pytest_vcluster.core.errors import (
     CommandError,
     ConfigError,
@@ -37,22 +35,27 @@ from pytest_vcluster.core.errors import (
 )
 from pytest_vcluster.core.interrupts import interrupts
 from pytest_vcluster.core.progress import Progress
+from pytest_vcluster.core.stats import Stats
 from pytest_vcluster.core.waits import Deadline
-from pytest_vcluster.diagnostics.bundle import DiagnosticsCollector, junit_properties
-from pytest_vcluster.diagnostics.header import header_lines
-from pytest_vcluster.host.acquire import Host, make_host
-from pytest_vcluster.host.images import ImageLoadError
-from pytest_vcluster.host.kind import HostInfo
-from pytest_vcluster.host.locks import default_state_root
-from pytest_vcluster.pool.factory import VClusterFactory, WorkerPool
-from pytest_vcluster.pool.lookahead import ClusterPool, Upcoming
-from pytest_vcluster.pool.stats import Stats
+from pytest_vcluster.diagnostics.header import header_lines, tools_line
+from pytest_vcluster.pool.upcoming import UpcomingItems, UpcomingView
+from pytest_vcluster.pool.xdist_queue import XdistQueue, find_queue, xdist_note
 from pytest_vcluster.pool.xdist_workers import leftover_hint, stop_and_wait, worker_id
 from pytest_vcluster.settings.config import OPTIONS, Settings, TeardownMode, resolve_settings
 from pytest_vcluster.settings.markers import MARKER_HELP, MarkerArgs, check_values, parse_marker
-from pytest_vcluster.settings.request import ClusterRequest, VClusterSpec
-from pytest_vcluster.settings.values import deep_merge
-from pytest_vcluster.settings.versions import KubeVersion
+from pytest_vcluster.settings.request import ClusterRequest
+from pytest_vcluster.settings.versions import KubeVersion, check_served
+
+if TYPE_CHECKING:
+    # The engine loads when a vcluster fixture is first set up, not with the plugin: pytest
+    # imports this module in every run of an environment where the plugin is installed.
+    from pytest_vcluster.cluster.handle import VCluster
+    from pytest_vcluster.cluster.lifecycle import VClusterManager
+    from pytest_vcluster.diagnostics.bundle import DiagnosticsCollector
+    from pytest_vcluster.host.acquire import Host
+    from pytest_vcluster.host.kind import HostInfo
+    from pytest_vcluster.pool.factory import VClusterFactory, WorkerPool
+    from pytest_vcluster.pool.lookahead import ClusterPool
 
 __all__ = [
     "pytest_addoption",
@@ -78,25 +81,32 @@ __all__ = [
 ]
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
-HOST_KEY = pytest.StashKey[Host]()
+HOST_KEY = pytest.StashKey["Host"]()
 RUN_ID_KEY = pytest.StashKey[str]()
-MANAGERS_KEY = pytest.StashKey[list[VClusterManager]]()
+MANAGERS_KEY = pytest.StashKey[list["VClusterManager"]]()
 STATS_KEY = pytest.StashKey[Stats]()
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
-#: Per item: the cluster request resolved at collection, and the spec predicted from it.
+#: Per item: the cluster request resolved at collection (with its first cluster's spec).
 REQUEST_KEY = pytest.StashKey[ClusterRequest]()
-PREDICTED_KEY = pytest.StashKey[VClusterSpec | None]()
-POOL_KEY = pytest.StashKey[ClusterPool]()
+#: Per run: the requests by node id, and the collected items indexed for lookahead.
+REQUESTS_KEY = pytest.StashKey[dict[str, ClusterRequest]]()
+UPCOMING_KEY = pytest.StashKey[UpcomingItems]()
+#: Per run: each ``vcluster`` marker parsed once (by identity; the marker is kept alive).
+MARKERS_KEY = pytest.StashKey[dict[int, tuple[pytest.Mark, MarkerArgs | ConfigError]]]()
+POOL_KEY = pytest.StashKey["ClusterPool"]()
 PROGRESS_KEY = pytest.StashKey[Progress]()
 CURRENT_KEY = pytest.StashKey[pytest.Item]()
-#: pytest-xdist's worker interactor, which holds this worker's queue of items.
-INTERACTOR_KEY = pytest.StashKey[Any]()
-INDEX_KEY = pytest.StashKey[dict[str, int]]()
+#: xdist worker: its queue of items, or why it cannot be read (lookahead is then off).
+XDIST_QUEUE_KEY = pytest.StashKey[XdistQueue | str]()
+#: True once this run installed the signal handlers (given back at unconfigure).
+INTERRUPTS_KEY = pytest.StashKey[bool]()
+#: xdist controller: True once it holds the host (a worker reported a vcluster test).
+HOLDING_KEY = pytest.StashKey[bool]()
 #: Per item: what its failure report needs: the collector, the factory, the worker's cluster,
 #: and the clusters whose JUnit properties are recorded.
-DIAGNOSTICS_KEY = pytest.StashKey[DiagnosticsCollector]()
-FACTORY_KEY = pytest.StashKey[VClusterFactory]()
-WORKER_CLUSTER_KEY = pytest.StashKey[VCluster]()
+DIAGNOSTICS_KEY = pytest.StashKey["DiagnosticsCollector"]()
+FACTORY_KEY = pytest.StashKey["VClusterFactory"]()
+WORKER_CLUSTER_KEY = pytest.StashKey["VCluster"]()
 PROPERTIES_KEY = pytest.StashKey[list[str]]()
 #: xdist controller: its workers (pytest-xdist's ``WorkerController`` objects).
 NODES_KEY = pytest.StashKey[list[Any]]()
@@ -125,11 +135,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             # A plain flag: an optional value would swallow a following test path.
             kwargs.update(action="store_const", const="true")
             del kwargs["metavar"]
-        group.addoption(spec.flag, help=f"{spec.help} {where}", **kwargs)
-        if spec.kind == "paths":
-            parser.addini(spec.ini, spec.help, type="linelist", default=[])
-        else:
-            parser.addini(spec.ini, spec.help, type="string", default="")
+        former = spec.former_spec
+        flags = [spec.flag, *([former.flag] if former else [])]
+        group.addoption(*flags, help=f"{spec.help} {where}", **kwargs)
+        for named in (spec, former):
+            if named is None:
+                continue
+            help_text = spec.help if named is spec else f"Deprecated: use {spec.ini}."
+            if spec.kind == "paths":
+                parser.addini(named.ini, help_text, type="linelist", default=[])
+            else:
+                parser.addini(named.ini, help_text, type="string", default="")
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:
@@ -165,7 +181,12 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the marker and resolve the settings once; bad values are usage errors."""
     config.addinivalue_line("markers", MARKER_HELP)
     cli = {spec.dest: config.getoption(spec.dest) for spec in OPTIONS}
-    ini = {spec.ini: config.getini(spec.ini) for spec in OPTIONS}
+    ini = {
+        named.ini: config.getini(named.ini)
+        for spec in OPTIONS
+        for named in (spec, spec.former_spec)
+        if named is not None
+    }
     ini_dir = config.inipath.parent if config.inipath else config.rootpath
     try:
         settings = resolve_settings(
@@ -175,33 +196,54 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-vcluster: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
     config.stash[STATS_KEY] = Stats()
-    config.stash[RUN_ID_KEY] = run_id = _new_run_id(config)
-    managers: list[VClusterManager] = []
-    config.stash[MANAGERS_KEY] = managers
-    config.stash[PROGRESS_KEY] = progress = Progress(_terminal_writer(config))
-    config.stash[HOST_KEY] = make_host(
-        settings,
-        state_root=settings.state_dir or default_state_root(os.environ),
-        run_id=run_id,
-        worker=_worker_id(config),
-        progress=progress,
-    )
+    config.stash[RUN_ID_KEY] = _new_run_id(config)
+    config.stash[MANAGERS_KEY] = []
+    config.stash[PROGRESS_KEY] = Progress(_terminal_writer(config))
+    if _is_xdist_controller(config):
+        config.pluginmanager.register(_XdistController(config), "vcluster-xdist-controller")
+
+
+def _host(config: pytest.Config) -> Host:
+    """The host of this run, made on first use: a run without vclusters never loads it."""
+    host = config.stash.get(HOST_KEY, None)
+    if host is None:
+        from pytest_vcluster.host.acquire import make_host  # noqa: PLC0415 - see TYPE_CHECKING
+        from pytest_vcluster.host.locks import default_state_root  # noqa: PLC0415
+
+        settings = config.stash[SETTINGS_KEY]
+        host = config.stash[HOST_KEY] = make_host(
+            settings,
+            state_root=settings.state_dir or default_state_root(os.environ),
+            run_id=_run_id(config),
+            worker=_worker_id(config),
+            progress=config.stash[PROGRESS_KEY],
+        )
+    return host
+
+
+def _take_signals(config: pytest.Config) -> None:
+    """Take over SIGINT and SIGTERM for this run, once: when it first uses a vcluster.
+
+    A run that never asks for one keeps the handlers it had (a SIGTERM stays a SIGTERM), and
+    :func:`pytest_unconfigure` gives them back.
+    """
+    if config.stash.get(INTERRUPTS_KEY, False):
+        return
 
     def stop_run(reason: str) -> None:
         session = getattr(config, "_vcluster_session", None)
         if session is not None:
             session.shouldstop = reason
 
-    controller = _XdistController(config) if _is_xdist_controller(config) else None
-    if controller is not None:
-        config.pluginmanager.register(controller, "vcluster-xdist-controller")
+    controller = config.pluginmanager.get_plugin("vcluster-xdist-controller")
+    managers = config.stash[MANAGERS_KEY]
 
     def leftovers() -> list[str]:
-        if controller is not None:
+        if isinstance(controller, _XdistController):
             return controller.leftovers()
         return [line for manager in managers for line in manager.leftovers()]
 
-    interrupts.install(stop_run=stop_run, leftovers=leftovers)
+    config.stash[INTERRUPTS_KEY] = interrupts.install(stop_run=stop_run, leftovers=leftovers)
 
 
 class _XdistController:
@@ -216,6 +258,22 @@ class _XdistController:
         if self.waiting_for is None:
             return []
         return leftover_hint(self.config.stash[SETTINGS_KEY], self.waiting_for)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """At a worker's first vcluster test: hold the host for the workers, take the signals.
+
+        Until then the run may not use vclusters at all, and the controller stays out of it.
+        """
+        config = self.config
+        if not getattr(report, "vcluster", False) or config.stash.get(HOLDING_KEY, False):
+            return
+        config.stash[HOLDING_KEY] = True
+        _take_signals(config)
+        try:
+            # The workers hold it too; the controller's lease keeps it between them.
+            _host(config).hold()
+        except HostError as exc:
+            config.stash[STATS_KEY].note(f"the xdist controller could not hold the host: {exc}")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -259,9 +317,10 @@ def _terminal_writer(config: pytest.Config) -> Callable[[str], None] | None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Give SIGINT and SIGTERM back."""
-    del config
-    interrupts.uninstall()
+    """Give SIGINT and SIGTERM back, if this run took them."""
+    if config.stash.get(INTERRUPTS_KEY, False):
+        config.stash[INTERRUPTS_KEY] = False
+        interrupts.uninstall()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -275,34 +334,55 @@ def pytest_configure_node(node: object) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """The xdist controller holds the host for its workers until every one is done."""
-    config = session.config
-    config._vcluster_session = session  # type: ignore[attr-defined]
-    if _is_xdist_controller(config) and not config.option.collectonly:
-        try:
-            config.stash[HOST_KEY].hold()
-        except HostError as exc:
-            raise pytest.UsageError(f"pytest-vcluster: {exc}") from None
+    """Keep the session: a signal asks it to stop after the current test."""
+    session.config._vcluster_session = session  # type: ignore[attr-defined]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """Show the host and the tool versions in effect."""
-    host = config.stash[HOST_KEY]
-    return header_lines(config.stash[SETTINGS_KEY], host.header_line(), host.tools)
+    """Show the host and the settings in effect (the tools' versions end the summary)."""
+    lines = header_lines(config.stash[SETTINGS_KEY])
+    if _is_xdist_controller(config):
+        note = xdist_note()
+        if note:
+            lines.append(note)
+    return lines
 
 
 # -- collection: marker validation and the version matrix ----------------------------------
+
+
+def _marker_args(config: pytest.Config, marker: pytest.Mark, base_dir: Any) -> MarkerArgs:  # noqa: ANN401 - a path
+    """The marker's arguments, parsed once per marker; raises :class:`ConfigError`."""
+    parsed = config.stash.setdefault(MARKERS_KEY, {})
+    found = parsed.get(id(marker))
+    if found is None:
+        try:
+            result: MarkerArgs | ConfigError = parse_marker(marker.args, marker.kwargs, base_dir)
+        except ConfigError as exc:
+            result = exc
+        parsed[id(marker)] = found = (marker, result)
+    if isinstance(found[1], ConfigError):
+        raise found[1]
+    return found[1]
+
+
+def _check_served_versions(args: MarkerArgs, settings: Settings) -> None:
+    for version in (*([args.version] if args.version else []), *args.versions):
+        option = "vcluster(version=...)" if version == args.version else "vcluster(versions=...)"
+        check_served(version, settings.version_map, option)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Validate the ``vcluster`` marker and parametrize over versions."""
     definition = metafunc.definition
     marker = definition.get_closest_marker("vcluster")
+    settings = metafunc.config.stash[SETTINGS_KEY]
     error: ConfigError | None = None
     args = MarkerArgs()
     if marker is not None:
         try:
-            args = parse_marker(marker.args, marker.kwargs, definition.path.parent)
+            args = _marker_args(metafunc.config, marker, definition.path.parent)
+            _check_served_versions(args, settings)
         except ConfigError as exc:
             error = exc
     if error is not None:
@@ -313,7 +393,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if args.version is not None:
         return
-    versions = args.versions or metafunc.config.stash[SETTINGS_KEY].versions
+    versions = args.versions or settings.versions
     if versions:
         metafunc.parametrize(
             "vcluster_version",
@@ -331,8 +411,8 @@ def _predict_values(item: pytest.Item) -> Mapping[str, Any] | None:
     """The item's ``vcluster_values`` when they can be known before setup, else ``None``.
 
     The plugin's own fixture gives ``{}``; an override that takes no arguments and returns
-    (not yields) a mapping is called now. The prediction only decides what is prepared ahead:
-    at setup the real fixture value builds the spec, and a mismatch creates a new cluster.
+    (not yields) a mapping is called now. When setup finds other values, the test's request
+    is built again from them (and nothing prepared ahead fits it).
     """
     info = getattr(item, "_fixtureinfo", None)
     definitions: Sequence[pytest.FixtureDef[Any]] = (
@@ -354,26 +434,38 @@ def _predict_values(item: pytest.Item) -> Mapping[str, Any] | None:
 
 
 def _cluster_request(item: pytest.Item) -> ClusterRequest:
+    """Everything the item asks of its clusters, from its marker (parsed once), its matrix
+    version and its predicted ``vcluster_values``, with its first cluster's spec."""
+    config = item.config
     marker = item.get_closest_marker("vcluster")
-    args = parse_marker(marker.args, marker.kwargs, item.path.parent) if marker else MarkerArgs()
+    args = _marker_args(config, marker, item.path.parent) if marker else MarkerArgs()
     callspec = getattr(item, "callspec", None)
     param = callspec.params.get("vcluster_version") if callspec is not None else None
     version = param if isinstance(param, KubeVersion) else args.version
-    return ClusterRequest(
+    fixturenames = getattr(item, "fixturenames", ())
+    # A test marked skip never sets its fixtures up: its spec would be built for nothing.
+    fresh = "vcluster" in fixturenames and not item.get_closest_marker("skip")
+    request = ClusterRequest(
         nodeid=item.nodeid,
         name=item.name,
         marker=args,
         version=version,
-        extra_values=_predict_values(item),
+        extra_values=_predict_values(item) if fresh else {},
     )
+    if not fresh:
+        return request
+    try:
+        return request.resolved(config.stash[SETTINGS_KEY])
+    except ConfigError:
+        return request  # not prepared ahead; the test's setup reports the error
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    """Resolve each test's cluster request once and predict the spec of its ``vcluster``."""
-    settings = config.stash[SETTINGS_KEY]
+    """Resolve each test's cluster request once, and index the items for lookahead."""
+    requests: dict[str, ClusterRequest] = {}
     for item in items:
         if not VCLUSTER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             continue
@@ -381,55 +473,40 @@ def pytest_collection_modifyitems(
             request = _cluster_request(item)
         except ConfigError:
             continue  # reported as a collection error by pytest_generate_tests already
-        item.stash[REQUEST_KEY] = request
-        predicted = None
-        needs_fresh = "vcluster" in getattr(item, "fixturenames", ())
-        # A test marked skip never sets its fixtures up: preparing for it would be waste.
-        if needs_fresh and request.extra_values is not None and not item.get_closest_marker("skip"):
-            try:
-                predicted = request.spec(settings)
-            except ConfigError:
-                predicted = None  # not prepared ahead; the test's setup reports the error
-        item.stash[PREDICTED_KEY] = predicted
-    config.stash[INDEX_KEY] = {item.nodeid: index for index, item in enumerate(items)}
+        item.stash[REQUEST_KEY] = requests[item.nodeid] = request
+    config.stash[REQUESTS_KEY] = requests
+    if requests:
+        config.stash[UPCOMING_KEY] = UpcomingItems(
+            [
+                (item.nodeid, found.first if (found := requests.get(item.nodeid)) else None)
+                for item in items
+            ]
+        )
 
 
-def _xdist_queue(config: pytest.Config) -> list[int] | None:
-    """Indices of the items the xdist controller has handed this worker and it has not run."""
-    interactor = config.stash.get(INTERACTOR_KEY, None)
-    if interactor is None:
-        # Looked up once (at the first test): this runs before every test.
-        found = [
-            plugin
-            for plugin in config.pluginmanager.get_plugins()
-            if getattr(plugin, "torun", None) is not None and hasattr(plugin, "nextitem_index")
-        ]
-        if not found:
-            return None
-        interactor = config.stash[INTERACTOR_KEY] = found[0]
-    indices: list[int] = []
-    next_index = interactor.nextitem_index
-    if isinstance(next_index, int):
-        indices.append(next_index)
-    with interactor.torun.lock() as pending:
-        indices += [index for index in pending if isinstance(index, int)]
-    return indices
+def _xdist_queue(config: pytest.Config) -> XdistQueue | str:
+    """This worker's queue, looked up once, or why it cannot be read."""
+    queue = config.stash.get(XDIST_QUEUE_KEY, None)
+    if queue is None:
+        queue = config.stash[XDIST_QUEUE_KEY] = find_queue(config.pluginmanager.get_plugins())
+        if isinstance(queue, str):
+            config.stash[STATS_KEY].note(f"lookahead off in {_worker_id(config)}: {queue}")
+    return queue
 
 
-def _upcoming(session: pytest.Session) -> list[Upcoming]:
-    """The tests this process runs next, the current one first, with their predicted specs."""
+def _upcoming(session: pytest.Session) -> UpcomingView | list[Any]:
+    """The tests this process runs next, the current one first, with their specs."""
     config = session.config
     current = config.stash.get(CURRENT_KEY, None)
-    if current is None:
+    items = config.stash.get(UPCOMING_KEY, None)
+    if current is None or items is None:
         return []
-    items = session.items
-    queued = _xdist_queue(config) if _is_xdist_worker(config) else None
-    if queued is not None:
-        following = [items[index] for index in queued if index < len(items)]
-    else:
-        position = config.stash.get(INDEX_KEY, {}).get(current.nodeid)
-        following = items[position + 1 :] if position is not None else []
-    return [(item.nodeid, item.stash.get(PREDICTED_KEY, None)) for item in [current, *following]]
+    if _is_xdist_worker(config):
+        queue = _xdist_queue(config)
+        if isinstance(queue, str):
+            return []
+        return items.queued(current.nodeid, queue.pending())
+    return items.after(current.nodeid)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -462,10 +539,13 @@ def pytest_runtest_makereport(
     # Before the report is made: it copies the item's properties (JUnit XML reads them from
     # the teardown report, when the factory has forgotten its clusters already).
     recorded = item.stash.setdefault(PROPERTIES_KEY, [])
-    for handle in clusters:
-        if handle.name not in recorded:
-            item.user_properties += junit_properties(handle, len(recorded))
-            recorded.append(handle.name)
+    if clusters:
+        from pytest_vcluster.diagnostics.bundle import junit_properties  # noqa: PLC0415
+
+        for handle in clusters:
+            if handle.name not in recorded:
+                item.user_properties += junit_properties(handle, len(recorded))
+                recorded.append(handle.name)
     hidden = _hide_plugin_frames(item, call)
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
@@ -476,6 +556,9 @@ def pytest_runtest_makereport(
             "(the plugin's traceback: run with --full-trace or -vv)"
         )
     item.stash.setdefault(REPORTS_KEY, {})[report.when] = report
+    if report.when == "setup" and REQUEST_KEY in item.stash:
+        # Read by the xdist controller (reports travel with their attributes).
+        report.vcluster = True  # type: ignore[attr-defined]
     collector = item.stash.get(DIAGNOSTICS_KEY, None)
     # The call's report comes before the teardown: the clusters still exist. After Ctrl-C
     # the user wants the run to end, not diagnostics.
@@ -486,16 +569,22 @@ def pytest_runtest_makereport(
 
 
 def _package_dir(name: str) -> str:
-    # Found without importing it: the API client is heavy, and this runs at import time.
+    # Found without importing it: the API client is heavy.
     spec = importlib.util.find_spec(name)
     origin = spec.origin if spec is not None and spec.origin else ""
     return os.path.dirname(origin) + os.sep
 
 
-#: Frames a plugin error is shown without: the plugin's own and the API client's below it.
-_INTERNAL_ROOTS = tuple(_package_dir(name) for name in ("pytest_vcluster", "kubernetes", "urllib3"))
-#: pytest's and pluggy's frames, which pytest hides itself.
-_PYTEST_ROOTS = tuple(_package_dir(name) for name in ("_pytest", "pluggy"))
+@functools.cache
+def _internal_roots() -> tuple[str, ...]:
+    """Frames a plugin error is shown without: the plugin's own and the API client's below."""
+    return tuple(_package_dir(name) for name in ("pytest_vcluster", "kubernetes", "urllib3"))
+
+
+@functools.cache
+def _pytest_roots() -> tuple[str, ...]:
+    """pytest's and pluggy's frames, which pytest hides itself."""
+    return tuple(_package_dir(name) for name in ("_pytest", "pluggy"))
 
 
 def _hide_plugin_frames(item: pytest.Item, call: pytest.CallInfo[None]) -> bool:
@@ -520,13 +609,13 @@ def _hide_plugin_frames(item: pytest.Item, call: pytest.CallInfo[None]) -> bool:
     while frame is not None:
         code_path = frame.tb_frame.f_code.co_filename
         hidden = "__tracebackhide__" in frame.tb_frame.f_locals
-        if not hidden and not code_path.startswith(_INTERNAL_ROOTS):
+        if not hidden and not code_path.startswith(_internal_roots()):
             kept.append(frame)
         frame = frame.tb_next
     # The causes (the API's exception, a subprocess error) are in the message already.
     excinfo.value.__suppress_context__ = True
     excinfo.value.__cause__ = None
-    if not any(not f.tb_frame.f_code.co_filename.startswith(_PYTEST_ROOTS) for f in kept):
+    if not any(not f.tb_frame.f_code.co_filename.startswith(_pytest_roots()) for f in kept):
         return True
     for before, after in itertools.pairwise(kept):
         before.tb_next = after
@@ -555,9 +644,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if settings is None or config.option.collectonly:
         return
-    if _is_xdist_controller(config):
+    if _is_xdist_controller(config) and config.stash.get(HOLDING_KEY, False):
         with interrupts.shielded():
-            config.stash[HOST_KEY].release()
+            _host(config).release()
     if settings.records is not None and stats is not None:
         try:
             stats.write(settings.records)
@@ -598,6 +687,7 @@ def pytest_terminal_summary(
     host_line = host.summary_line() if host is not None else None
     if host_line:
         terminalreporter.write_line(host_line)
+    terminalreporter.write_line(tools_line(config.stash[SETTINGS_KEY]))
     for line in stats.summary_lines():
         terminalreporter.write_line(line)
     if interrupts.interrupted:
@@ -625,7 +715,10 @@ def vcluster_host(pytestconfig: pytest.Config) -> Iterator[HostInfo]:
     When it cannot be had, every test that needs it errors with the same one line: the
     error is raised once per process and pytest re-raises it for the others.
     """
-    host = pytestconfig.stash[HOST_KEY]
+    from pytest_vcluster.host.images import ImageLoadError  # noqa: PLC0415 - see TYPE_CHECKING
+
+    _take_signals(pytestconfig)
+    host = _host(pytestconfig)
     failure: str | None = None
     try:
         info = host.acquire()
@@ -648,6 +741,8 @@ def _vcluster_manager(
     vcluster_settings: Settings,
     vcluster_host: HostInfo,
 ) -> Iterator[VClusterManager]:
+    from pytest_vcluster.cluster.lifecycle import VClusterManager  # noqa: PLC0415
+
     workdir = tmp_path_factory.mktemp("vcluster")
     workdir.chmod(0o700)
     manager = VClusterManager(
@@ -681,6 +776,8 @@ def _vcluster_diagnostics(
     vcluster_settings: Settings,
     _vcluster_manager: VClusterManager,
 ) -> DiagnosticsCollector:
+    from pytest_vcluster.diagnostics.bundle import DiagnosticsCollector  # noqa: PLC0415
+
     root = vcluster_settings.diagnostics_dir
     return DiagnosticsCollector(
         host_api=lambda: _vcluster_manager.host_api,
@@ -696,6 +793,9 @@ def _vcluster_pool(
     vcluster_settings: Settings,
     _vcluster_manager: VClusterManager,
 ) -> Iterator[ClusterPool]:
+    from pytest_vcluster.pool.lookahead import ClusterPool  # noqa: PLC0415
+
+    _take_signals(request.config)
     session = request.session
     pool = ClusterPool(
         _vcluster_manager,
@@ -717,9 +817,13 @@ def _vcluster_worker_pool(
     request: pytest.FixtureRequest,
     pytestconfig: pytest.Config,
     vcluster_settings: Settings,
-    _vcluster_manager: VClusterManager,
+    _vcluster_pool: ClusterPool,
 ) -> Iterator[WorkerPool]:
-    pool = WorkerPool(_vcluster_manager, vcluster_settings, _worker_id(pytestconfig))
+    from pytest_vcluster.pool.factory import WorkerPool  # noqa: PLC0415
+
+    pool = WorkerPool(
+        _vcluster_pool, vcluster_settings, _worker_id(pytestconfig), pytestconfig.stash[STATS_KEY]
+    )
     yield pool
     pool.close(failed=request.session.testsfailed > 0)
 
@@ -727,10 +831,7 @@ def _vcluster_worker_pool(
 def _teardown_mode_of(session: pytest.Session, nodeid: str) -> TeardownMode:
     """The teardown mode of the test ``nodeid`` (its marker's, else the setting)."""
     settings = session.config.stash[SETTINGS_KEY]
-    index = session.config.stash.get(INDEX_KEY, {}).get(nodeid)
-    if index is None or index >= len(session.items):
-        return settings.teardown
-    found = session.items[index].stash.get(REQUEST_KEY, None)
+    found = session.config.stash.get(REQUESTS_KEY, {}).get(nodeid)
     return found.teardown_mode(settings) if found is not None else settings.teardown
 
 
@@ -742,15 +843,11 @@ def _request(request: pytest.FixtureRequest) -> ClusterRequest:
     return found if found is not None else _cluster_request(item)
 
 
-def _marker(request: pytest.FixtureRequest) -> MarkerArgs:
-    return _request(request).marker
-
-
 @pytest.fixture
 def vcluster_version(request: pytest.FixtureRequest) -> KubeVersion | None:
     """The Kubernetes version for this test: matrix parameter, else marker, else chart default."""
     param: KubeVersion | None = getattr(request, "param", None)
-    return param if param is not None else _marker(request).version
+    return param if param is not None else _request(request).version
 
 
 #: How errors name an override of the ``vcluster_values`` fixture.
@@ -774,10 +871,10 @@ def vcluster_factory(
     _vcluster_diagnostics: DiagnosticsCollector,
 ) -> Iterator[VClusterFactory]:
     """Create extra vclusters in one test: ``vcluster_factory(version=..., values=...)``."""
-    cluster_request = replace(
-        _request(request),
-        version=vcluster_version,
-        extra_values=check_values(vcluster_values, _VALUES_FIXTURE) or {},
+    from pytest_vcluster.pool.factory import VClusterFactory  # noqa: PLC0415
+
+    cluster_request = _request(request).at_setup(
+        vcluster_version, check_values(vcluster_values, _VALUES_FIXTURE) or {}
     )
     factory = VClusterFactory(
         pool=_vcluster_pool,
@@ -807,9 +904,10 @@ def vcluster_worker(
     _vcluster_diagnostics: DiagnosticsCollector,
 ) -> VCluster:
     """The vcluster this process (xdist worker) shares between tests of the same spec."""
-    marker = _marker(request)
-    values = deep_merge(check_values(vcluster_values, _VALUES_FIXTURE) or {}, marker.values or {})
+    cluster_request = _request(request).at_setup(
+        vcluster_version, check_values(vcluster_values, _VALUES_FIXTURE) or {}
+    )
     request.node.stash[DIAGNOSTICS_KEY] = _vcluster_diagnostics
-    handle = _vcluster_worker_pool.get(vcluster_version, values or None, marker.values_file)
+    handle = _vcluster_worker_pool.get(cluster_request)
     request.node.stash[WORKER_CLUSTER_KEY] = handle
     return handle

@@ -58,7 +58,7 @@ from pytest_vcluster.host.kind import HostInfo, host_api_client
 from pytest_vcluster.host.liveness import RunLease
 from pytest_vcluster.host.namespaces import HostNamespaces
 from pytest_vcluster.host.reaper import ReapResult, reap
-from pytest_vcluster.pool.stats import Stats
+from pytest_vcluster.core.stats import Stats
 from pytest_vcluster.settings.config import CreateWith, Settings, TeardownMode
 from pytest_vcluster.settings.request import VClusterSpec
 

@@ -1,3 +1,5 @@
-"""The shared bottom layer: errors, deadlines, subprocesses, interrupts, names and pod states.
+"""The shared bottom layer: errors, deadlines, subprocesses, interrupts, names, pod states and
+the run's records.
 
-Nothing here imports another part of the package."""
+Nothing here imports another part of the package.
+"""

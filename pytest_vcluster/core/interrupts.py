@@ -8,8 +8,10 @@ teardown runs it is *shielded*: a first signal then only asks pytest to stop aft
 deletion is never cut in half. A second signal stops every wait (:attr:`Interrupts.abandon`)
 and prints what is left on the host and the command that removes it.
 
-Signal handlers belong to the process, so there is one :data:`interrupts` object per process;
-the plugin installs it at configure and removes it at unconfigure. Python runs signal handlers
+Signal handlers belong to the process, so there is one :data:`interrupts` object per process.
+The plugin installs it only once a run sets up its first vcluster fixture, and gives the
+previous handlers back at the end; installs nest (a pytester run inside a run), each uninstall
+restoring what its install replaced. Python runs signal handlers
 in the main thread only, so only the main thread's teardown is shielded: a background thread
 (a lookahead start cleaning up after itself) is never cut by a signal, and its shield must not
 swallow the signal meant for the test the main thread runs.
@@ -40,7 +42,10 @@ class Interrupts:
         self.signal_name: str | None = None
         # Per thread: each thread counts its own nesting, so no two threads race on one count.
         self._shield = threading.local()
-        self._previous: dict[int, object] = {}
+        # One entry per install still in effect: the handlers and callbacks it replaced.
+        self._installs: list[
+            tuple[dict[int, object], Callable[[str], None], Callable[[], list[str]]]
+        ] = []
         self._stop_run: Callable[[str], None] = lambda reason: None
         self._leftovers: Callable[[], list[str]] = list
         self._write: Callable[[str], object] = sys.stderr.write
@@ -66,22 +71,30 @@ class Interrupts:
         """
         if threading.current_thread() is not threading.main_thread():
             return False
-        self.reset()
+        if not self._installs:
+            self.reset()
+        previous: dict[int, object] = {
+            signum: signal.signal(signum, self._handle) for signum in _SIGNALS
+        }
+        self._installs.append((previous, self._stop_run, self._leftovers))
         self._stop_run = stop_run
         self._leftovers = leftovers
         if write is not None:
             self._write = write
-        for signum in _SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._handle)
         return True
 
     def uninstall(self) -> None:
-        """Give the signals back to whoever had them."""
-        if threading.current_thread() is not threading.main_thread():
+        """Give the signals back to whatever the matching :meth:`install` replaced."""
+        if threading.current_thread() is not threading.main_thread() or not self._installs:
             return
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)  # type: ignore[arg-type]
-        self._previous.clear()
+        previous, self._stop_run, self._leftovers = self._installs.pop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    @property
+    def installed(self) -> bool:
+        """True while an install is in effect."""
+        return bool(self._installs)
 
     @property
     def interrupted(self) -> bool:

@@ -1,14 +1,12 @@
-"""Text for pytest's report header: host in effect and versions of the tools found."""
+"""Text for pytest's report header (host and settings) and the tools line of the summary."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from pytest_vcluster.core.commands import CommandRunner, find_tool
 from pytest_vcluster.core.errors import ToolNotFoundError, VClusterError
-from pytest_vcluster.settings.config import Settings, describe
+from pytest_vcluster.settings.config import Settings, describe, describe_host
 
-__all__ = ["header_lines", "run_version", "tool_version"]
+__all__ = ["header_lines", "run_version", "tool_version", "tools_line"]
 
 _VERSION_ARGS = {
     "kind": ["version"],
@@ -39,15 +37,24 @@ def tool_version(tool: str, configured: str | None, runner: CommandRunner | None
     return f"{tool}: {text[0] if text else 'unknown version'}"
 
 
-def header_lines(settings: Settings, host_line: str, tools: Sequence[str]) -> list[str]:
-    """Lines for ``pytest_report_header``: the host, the ``tools`` it needs, the settings."""
+def tools_line(settings: Settings) -> str:
+    """``vcluster tools: kind: ...; vcluster: ...; helm: ...``: the tools the host needs.
+
+    It runs each tool's version command, so it is shown at the end of a run that used
+    vclusters, not in the header of every run.
+    """
     configured = {
         "kind": settings.kind_binary,
         "vcluster": settings.vcluster_binary,
         "helm": settings.helm_binary,
     }
-    lines = [f"vcluster: {host_line}"]
-    lines.append("vcluster tools: " + "; ".join(tool_version(t, configured[t]) for t in tools))
+    tools = ("vcluster", "helm") if settings.existing_host else ("kind", "vcluster", "helm")
+    return "vcluster tools: " + "; ".join(tool_version(t, configured[t]) for t in tools)
+
+
+def header_lines(settings: Settings) -> list[str]:
+    """Lines for ``pytest_report_header``: the host and the settings (no subprocess)."""
+    lines = [f"vcluster: {describe_host(settings)}"]
     summary = describe(settings)
     if settings.settings_file is not None:
         summary += f"{', ' if summary else ''}from {settings.settings_file}"

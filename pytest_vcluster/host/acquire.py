@@ -36,7 +36,7 @@ from pytest_vcluster.host.kind import (
 from pytest_vcluster.host.locks import HostLeases, HostRecord, Lease
 from pytest_vcluster.host.readiness import host_checks, wait_host_ready
 from pytest_vcluster.host.reaper import count_preserved
-from pytest_vcluster.settings.config import Settings
+from pytest_vcluster.settings.config import Settings, describe_host
 
 __all__ = ["ExistingHost", "Host", "SharedKindHost", "ensure_host_ready", "make_host"]
 
@@ -78,6 +78,7 @@ class ExistingHost:
     def __init__(self, settings: Settings) -> None:
         if settings.host_kubeconfig is None:
             raise ValueError("ExistingHost needs settings.host_kubeconfig")
+        self.settings = settings
         self.kubeconfig = settings.host_kubeconfig
         self.context = settings.host_context
         self.timeout = settings.host_timeout
@@ -98,7 +99,7 @@ class ExistingHost:
 
     def header_line(self) -> str:
         """``existing host, kubeconfig ..., context ...``."""
-        return f"existing host, kubeconfig {self.kubeconfig}, context {self.context or '(current)'}"
+        return describe_host(self.settings)
 
     def summary_line(self) -> str | None:
         """Nothing happened to the host itself."""
@@ -292,11 +293,7 @@ class SharedKindHost:
 
     def header_line(self) -> str:
         """``kind host 'NAME' (node image: ...)``."""
-        image = self.settings.node_image or "kind default"
-        keep = ", kept at exit" if self.settings.keep_host else ""
-        images = self.settings.load_images
-        loads = f", loads {len(images)} local image(s)" if images else ""
-        return f"kind host {self.name!r} (node image: {image}{keep}{loads})"
+        return describe_host(self.settings)
 
     def summary_line(self) -> str | None:
         """Created by whom, and deleted, kept or left for other processes."""

@@ -1,1 +1,1 @@
-"""The clusters of one pytest process: the per-run factory, lookahead, statistics, xdist workers."""
+"""The clusters of one pytest process: the per-run factory, lookahead and xdist workers."""

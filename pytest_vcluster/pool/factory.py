@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vcluster.cluster.handle import VCluster
-from pytest_vcluster.cluster.lifecycle import VClusterManager, decide_teardown
+from pytest_vcluster.cluster.lifecycle import decide_teardown
 from pytest_vcluster.core.interrupts import interrupts
+from pytest_vcluster.core.stats import Stats
 from pytest_vcluster.pool.lookahead import ClusterPool
-from pytest_vcluster.pool.stats import Stats
 from pytest_vcluster.settings.config import Settings, TeardownMode
 from pytest_vcluster.settings.markers import check_persistent, check_timeout, check_values
-from pytest_vcluster.settings.request import ClusterRequest, make_spec, may_pause
+from pytest_vcluster.settings.request import ClusterRequest
 from pytest_vcluster.settings.versions import KubeVersion, parse_version
 
 __all__ = ["VClusterFactory", "WorkerPool"]
@@ -30,42 +30,36 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkerPool:
-    """vclusters shared by all tests of one process, one per distinct spec (version, values)."""
+    """vclusters shared by all tests of one process, one per distinct spec (version, values).
 
-    manager: VClusterManager
+    The first test that asks for a spec takes its cluster from the lookahead pool, like a
+    ``vcluster`` does (progress lines, setup statistics); later tests of that spec share it.
+    """
+
+    pool: ClusterPool
     settings: Settings
     worker: str
+    stats: Stats
     _handles: dict[str, VCluster] = field(default_factory=dict)
 
-    def get(
-        self,
-        version: KubeVersion | None,
-        values: Mapping[str, Any] | None = None,
-        values_file: Path | None = None,
-    ) -> VCluster:
-        """The shared vcluster for this spec, created on first use."""
-        spec = make_spec(
-            self.settings,
-            slot=f"worker:{self.worker}",
-            test=f"worker {self.worker}",
-            label=f"worker-{self.worker}",
-            version=version,
-            values=values,
-            values_file=values_file,
-            persistent=may_pause(self.settings.teardown),
-        )
+    def get(self, request: ClusterRequest) -> VCluster:
+        """The shared vcluster for this test's request, created on first use."""
+        spec = request.worker_spec(self.settings, self.worker)
         handle = self._handles.get(spec.spec_hash)
-        if handle is None:
-            handle = self.manager.create(spec, teardown_on_error=self.settings.teardown)
-            self._handles[spec.spec_hash] = handle
-        return handle
+        if handle is not None:
+            self.stats.record_setup(request.nodeid, self.worker, 0.0, "shared")
+            return handle
+        taken = self.pool.take(spec.slot + ":" + spec.spec_hash, spec, self.settings.teardown)
+        self.stats.record_setup(request.nodeid, self.worker, taken.wait_seconds, taken.source)
+        self._handles[spec.spec_hash] = taken.handle
+        return taken.handle
 
     def close(self, *, failed: bool) -> None:
         """Tear every shared vcluster down according to ``--vcluster-teardown``."""
         action = decide_teardown(self.settings.teardown, failed)
         with interrupts.shielded():
             for handle in self._handles.values():
-                self.manager.finish(handle, action)
+                self.pool.release(handle, action)
         self._handles.clear()
 
 

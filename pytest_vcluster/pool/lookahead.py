@@ -26,6 +26,7 @@ from pytest_vcluster.cluster.lifecycle import TeardownAction
 from pytest_vcluster.core.errors import VClusterError
 from pytest_vcluster.core.interrupts import interrupts
 from pytest_vcluster.core.progress import Progress
+from pytest_vcluster.pool.upcoming import Entry, UpcomingView, as_view
 from pytest_vcluster.settings.config import TeardownMode
 from pytest_vcluster.settings.request import VClusterSpec
 
@@ -34,7 +35,7 @@ __all__ = ["ClusterPool", "Manager", "Taken", "Upcoming"]
 log = logging.getLogger(__name__)
 
 #: A test this process will run and the spec of the cluster it needs (``None``: none known).
-Upcoming = tuple[str, VClusterSpec | None]
+Upcoming = Entry
 
 #: After this many failed preparations of one spec, its tests create their own clusters.
 _MAX_FAILED_PREPARATIONS = 2
@@ -79,7 +80,8 @@ class ClusterPool:
     """Prepares clusters ahead of the tests that need them; tears clusters down behind them."""
 
     manager: Manager
-    upcoming: Callable[[], Sequence[Upcoming]]
+    #: The tests to come, the current one first: a view, or an explicit list of entries.
+    upcoming: Callable[[], UpcomingView | Sequence[Upcoming]]
     lookahead: int = 2
     parallel: int = 1
     teardown_workers: int = 4
@@ -114,17 +116,15 @@ class ClusterPool:
         """
         if self.lookahead <= 0 or self._closed or interrupts.interrupted:
             return
-        entries = list(self.upcoming())
-        wanted = [(nodeid, spec) for nodeid, spec in entries[1:] if spec is not None]
-        wanted = wanted[: self.lookahead]
+        view = as_view(self.upcoming())
+        wanted = view.wanted(self.lookahead)
         with self._lock:
-            expected = {nodeid for nodeid, _ in entries}
             for nodeid, spec in wanted:
                 if nodeid in self._preparations:
                     continue
                 if self._failures.get(spec.spec_hash, 0) >= _MAX_FAILED_PREPARATIONS:
                     continue
-                spare = self._spare_for(spec, expected)
+                spare = self._spare_for(spec, view.will_run)
                 if spare is not None:
                     # A cluster made for a test that will not run here serves this one.
                     del self._preparations[spare.nodeid]
@@ -133,9 +133,14 @@ class ClusterPool:
                     continue
                 self._submit(nodeid, spec)
 
-    def _spare_for(self, spec: VClusterSpec, expected: set[str]) -> _Preparation | None:
+    def _spare_for(
+        self, spec: VClusterSpec, will_run: Callable[[str], bool], taker: str | None = None
+    ) -> _Preparation | None:
+        """A cluster prepared for a test that will not run here (any more) and fits ``spec``."""
         for preparation in self._preparations.values():
-            if preparation.nodeid not in expected and _interchangeable(preparation.spec, spec):
+            if preparation.nodeid == taker or will_run(preparation.nodeid):
+                continue
+            if _interchangeable(preparation.spec, spec):
                 return preparation
         return None
 
@@ -165,8 +170,8 @@ class ClusterPool:
         with self._lock:
             preparation = self._preparations.get(nodeid)
             if preparation is None or not _interchangeable(preparation.spec, spec):
-                expected = {entry for entry, _ in self.upcoming()} - {nodeid}
-                preparation = self._spare_for(spec, expected)
+                view = as_view(self.upcoming())
+                preparation = self._spare_for(spec, view.will_run, taker=nodeid)
             if preparation is not None:
                 del self._preparations[preparation.nodeid]
         what = f"the vcluster of {nodeid}"

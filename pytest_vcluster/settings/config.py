@@ -21,7 +21,14 @@ import yaml
 
 from pytest_vcluster.core.errors import ConfigError
 from pytest_vcluster.settings.values import load_values_file, yaml_problem
-from pytest_vcluster.settings.versions import KubeVersion, parse_version_list, parse_version_map
+from pytest_vcluster.settings.versions import (
+    ALL_VERSIONS,
+    KubeVersion,
+    check_served,
+    parse_version_list,
+    parse_version_map,
+    served_versions,
+)
 
 __all__ = [
     "CREATE_WITH_CHOICES",
@@ -33,6 +40,7 @@ __all__ = [
     "TeardownMode",
     "default_parallel_creates",
     "describe",
+    "describe_host",
     "option_spec",
     "parse_age",
     "parse_teardown",
@@ -97,6 +105,11 @@ class OptionSpec:
     kind: Kind = "str"
     default: str | None = None
     metavar: str = "VALUE"
+    #: The name this setting had before (flag, ini key, environment variable and settings-file
+    #: key all still work, deprecated), so a rename breaks no existing configuration.
+    former: str | None = None
+    #: The :class:`Settings` attribute, when it is not the name with ``-`` as ``_``.
+    attribute: str | None = None
 
     @property
     def flag(self) -> str:
@@ -117,6 +130,20 @@ class OptionSpec:
     def env(self) -> str:
         """The environment variable, e.g. ``PYTEST_VCLUSTER_HOST_NAME``."""
         return "PYTEST_" + self.dest.upper()
+
+    @property
+    def attr(self) -> str:
+        """The :class:`Settings` attribute holding the value."""
+        return self.attribute or self.name.replace("-", "_")
+
+    @property
+    def former_spec(self) -> OptionSpec | None:
+        """The same setting under its former name, if it had one."""
+        return (
+            OptionSpec(self.former, self.help, self.kind, metavar=self.metavar)
+            if self.former
+            else None
+        )
 
 
 OPTIONS: tuple[OptionSpec, ...] = (
@@ -185,15 +212,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="PATH",
     ),
     OptionSpec(
-        "values",
+        "values-files",
         "Chart values file applied to every vcluster (repeatable; later files win).",
         kind="paths",
         metavar="FILE",
+        former="values",
     ),
     OptionSpec(
         "versions",
         "Run every vcluster test once per Kubernetes version, e.g. 1.33,1.34 "
-        "(ids k8s-1.33, k8s-1.34).",
+        "(ids k8s-1.33, k8s-1.34), or 'all': every version the version map serves.",
         kind="versions",
         metavar="LIST",
     ),
@@ -302,9 +330,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("kind-binary", "Path of the kind binary (default: kind on PATH).", metavar="PATH"),
     OptionSpec(
-        "vcluster-binary",
-        "Path of the vcluster binary (default: vcluster on PATH).",
+        "cli-binary",
+        "Path of the vcluster command-line tool (default: vcluster on PATH).",
         metavar="PATH",
+        former="vcluster-binary",
+        attribute="vcluster_binary",
     ),
     OptionSpec("helm-binary", "Path of the helm binary (default: helm on PATH).", metavar="PATH"),
 )
@@ -458,12 +488,14 @@ def _pick(
     cli_value = cli.get(spec.dest)
     if _is_set(cli_value):
         return _Raw(_as_text(cli_value), spec.flag, cli_dir)
-    ini_value = ini.get(spec.ini)
-    if _is_set(ini_value):
-        return _Raw(_as_text(ini_value), f"ini option {spec.ini}", ini_dir)
-    from_env = _from_env(spec, env, cli_dir)
-    if from_env is not None:
-        return from_env
+    for named in (spec, spec.former_spec):
+        ini_value = ini.get(named.ini) if named else None
+        if named and _is_set(ini_value):
+            return _Raw(_as_text(ini_value), f"ini option {named.ini}", ini_dir)
+    for named in (spec, spec.former_spec):
+        from_env = _from_env(named, env, cli_dir) if named else None
+        if from_env is not None:
+            return from_env
     if file is not None and _is_set(file.values.get(spec.name)):
         return _Raw(
             _as_text(file.values[spec.name]), f"{spec.name} in {file.path}", file.path.parent
@@ -511,9 +543,11 @@ def load_settings_file(path: Path) -> _SettingsFile:
     if not isinstance(data, Mapping):
         raise ConfigError(where, f"{path} must hold a mapping of option names to values")
     names = {spec.name for spec in OPTIONS} - {"settings-file"}
+    renamed = {spec.former: spec.name for spec in OPTIONS if spec.former}
     values: dict[str, object] = {}
     for key, value in data.items():
         name = str(key).removeprefix("--vcluster-").removeprefix("vcluster_").replace("_", "-")
+        name = renamed.get(name, name)
         if name not in names:
             raise ConfigError(where, f"{path}: {key!r} is not a setting", ", ".join(sorted(names)))
         values[name] = _version_map_text(value) if name == "version-map" else value
@@ -588,7 +622,6 @@ def resolve_settings(
         raw = _pick(spec, cli=cli, ini=ini, env=env, cli_dir=cli_dir, ini_dir=ini_dir, file=file)
         if raw is None:
             continue
-        attr = spec.dest.removeprefix("vcluster_")
         if spec.kind == "paths":
             items = [raw.value] if isinstance(raw.value, str) else raw.value
             files = tuple(_path(raw, item, must_exist=True) for item in items if item.strip())
@@ -598,7 +631,12 @@ def resolve_settings(
                 load_values_file(path, option=raw.where)
             values["values_files"] = files
             continue
-        values[attr] = _parse_one(spec, raw)
+        values[spec.attr] = _parse_one(spec, raw)
+    if values.get("versions") == ALL_VERSIONS:
+        version_map = values.get("version_map")
+        values["versions"] = served_versions(
+            version_map if isinstance(version_map, Mapping) else {}
+        )
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_combinations(settings)
     return settings
@@ -618,7 +656,9 @@ _PARSERS: Mapping[str, Callable[[str, _Raw], object]] = {
     "path": lambda text, raw: _path(raw, text, must_exist=True),
     "seconds": lambda text, raw: _parse_seconds(text, raw.where),
     "teardown": lambda text, raw: parse_teardown(text, option=raw.where),
-    "versions": lambda text, raw: parse_version_list(text, option=raw.where),
+    "versions": lambda text, raw: (
+        ALL_VERSIONS if text == ALL_VERSIONS else parse_version_list(text, option=raw.where)
+    ),
     "version-map": lambda text, raw: MappingProxyType(parse_version_map(text, option=raw.where)),
 }
 
@@ -632,6 +672,8 @@ def _parse_one(spec: OptionSpec, raw: _Raw) -> object:
 
 
 def _check_combinations(settings: Settings) -> None:
+    for version in settings.versions:
+        check_served(version, settings.version_map, "--vcluster-versions")
     if settings.host_context and not settings.host_kubeconfig:
         raise ConfigError(
             "--vcluster-host-context",
@@ -655,6 +697,19 @@ def _check_combinations(settings: Settings) -> None:
             "--vcluster-local-chart-dir",
             "cannot be combined with --vcluster-chart-repo or --vcluster-chart-version",
         )
+
+
+def describe_host(settings: Settings) -> str:
+    """The host these settings point at, in one line, e.g. ``kind host 'pytest-vcluster'
+    (node image: kind default)`` or ``existing host, kubeconfig PATH, context NAME``."""
+    if settings.host_kubeconfig is not None:
+        context = settings.host_context or "(current)"
+        return f"existing host, kubeconfig {settings.host_kubeconfig}, context {context}"
+    image = settings.node_image or "kind default"
+    keep = ", kept at exit" if settings.keep_host else ""
+    images = settings.load_images
+    loads = f", loads {len(images)} local image(s)" if images else ""
+    return f"kind host {settings.host_name!r} (node image: {image}{keep}{loads})"
 
 
 def option_spec(name: str) -> OptionSpec:

@@ -1,10 +1,10 @@
 """The ``vcluster`` marker: its arguments, validated into one frozen object.
 
 ``@pytest.mark.vcluster(version=None, versions=None, values=None, values_file=None,
-teardown=None, timeout=None, persistent=None)``. Validation happens at collection; a bad
-argument raises
-:class:`~pytest_vcluster.core.errors.ConfigError` naming it, which the plugin reports together with
-the test id.
+teardown=None, timeout=None, persistent=None, manifests=None)``. Validation happens at
+collection, once per marker; a bad argument raises
+:class:`~pytest_vcluster.core.errors.ConfigError` naming it, which the plugin reports together
+with the test id.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from pytest_vcluster.settings.values import load_values_file
 from pytest_vcluster.settings.versions import KubeVersion, parse_version, parse_version_list
 
 __all__ = [
+    "MANIFEST_SUFFIXES",
     "MARKER_HELP",
     "MarkerArgs",
+    "check_manifests",
     "check_persistent",
     "check_timeout",
     "check_values",
@@ -30,14 +32,26 @@ __all__ = [
 
 MARKER_HELP = (
     "vcluster(version=None, versions=None, values=None, values_file=None, teardown=None, "
-    "timeout=None, persistent=None): choose the virtual cluster of this test: a Kubernetes "
-    "version ('1.33' or 'v1.33.4') or a list of versions to run the test once per version, chart "
-    "values (a dict or a YAML file), the teardown mode (delete, pause, keep, keep-on-failure, "
-    "pause-on-failure), the ready timeout in seconds, and whether the cluster keeps its store "
-    "on a volume so that it can be paused (default: only when the teardown mode may pause)."
+    "timeout=None, persistent=None, manifests=None): choose the virtual cluster of this test: "
+    "a Kubernetes version ('1.33' or 'v1.33.4') or a list of versions to run the test once per "
+    "version, chart values (a dict or a YAML file), the teardown mode (delete, pause, keep, "
+    "keep-on-failure, pause-on-failure), the ready timeout in seconds, whether the cluster keeps "
+    "its store on a volume so that it can be paused (default: only when the teardown mode may "
+    "pause), and manifest files or directories applied inside it before the test starts."
 )
 
-_ARGS = ("version", "versions", "values", "values_file", "teardown", "timeout", "persistent")
+_ARGS = (
+    "version",
+    "versions",
+    "values",
+    "values_file",
+    "teardown",
+    "timeout",
+    "persistent",
+    "manifests",
+)
+#: What ``manifests=`` reads in a directory (the same as ``VCluster.apply``).
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,7 @@ class MarkerArgs:
     teardown: TeardownMode | None = None
     timeout: float | None = None
     persistent: bool | None = None
+    manifests: tuple[Path, ...] = ()
 
 
 def _arg(name: str) -> str:
@@ -99,6 +114,7 @@ def parse_marker(
     parsed_teardown = parse_teardown(teardown, option=_arg("teardown")) if teardown else None
 
     return MarkerArgs(
+        manifests=check_manifests(kwargs.get("manifests"), _arg("manifests"), base_dir),
         version=parsed_version,
         versions=parsed_versions,
         values=values,
@@ -150,6 +166,29 @@ def _not_plain(value: object, where: str) -> tuple[str, object] | None:
         if found is not None:
             return found
     return None
+
+
+def check_manifests(value: object, option: str, base_dir: Path) -> tuple[Path, ...]:
+    """Existing manifest files or directories; relative paths start at ``base_dir``."""
+    if value is None:
+        return ()
+    items: list[object] = [value] if isinstance(value, str | Path) else value  # type: ignore[assignment]
+    if not isinstance(items, list | tuple) or not items:
+        raise ConfigError(option, f"must be a path or a list of paths, got {value!r}")
+    paths: list[Path] = []
+    for item in items:
+        if not isinstance(item, str | Path):
+            raise ConfigError(option, f"{item!r} is not a path")
+        path = Path(item).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+        if not path.exists():
+            raise ConfigError(option, f"{item} does not exist ({path})")
+        if path.is_file() and path.suffix not in MANIFEST_SUFFIXES:
+            raise ConfigError(
+                option, f"{item} is not a manifest file", ", ".join(MANIFEST_SUFFIXES)
+            )
+        paths.append(path)
+    return tuple(paths)
 
 
 def check_timeout(value: object, option: str) -> float | None:

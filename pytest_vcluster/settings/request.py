@@ -1,25 +1,35 @@
 """What a test asks for, resolved once: :class:`ClusterRequest` and the :class:`VClusterSpec`.
 
 A :class:`ClusterRequest` is built per test at collection (marker, matrix version, the values
-of ``vcluster_values`` when they can be known then) and kept on the item; the lookahead pool
-prepares clusters from it before the test starts, and the fixtures turn it into the same
-:class:`VClusterSpec` at setup. Two specs with the same :attr:`VClusterSpec.spec_hash` are
-interchangeable clusters.
+of ``vcluster_values`` when they can be known then) and kept on the item, together with the
+:class:`VClusterSpec` of the test's first cluster. The same object travels to the lookahead
+pool (which prepares that spec before the test starts), the factory and the fixtures; the spec
+is built again at setup only when the test's ``vcluster_values`` turn out different from what
+collection saw. Two specs with the same :attr:`VClusterSpec.spec_hash` are interchangeable
+clusters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pytest_vcluster.settings.config import Settings, TeardownMode
-from pytest_vcluster.settings.markers import MarkerArgs
+from pytest_vcluster.settings.markers import MANIFEST_SUFFIXES, MarkerArgs
 from pytest_vcluster.settings.values import deep_merge, layer_values, spec_hash, user_layers
 from pytest_vcluster.settings.versions import KubeVersion, resolve_tag
 
-__all__ = ["ClusterRequest", "VClusterSpec", "chart_identity", "make_spec", "may_pause"]
+__all__ = [
+    "ClusterRequest",
+    "VClusterSpec",
+    "chart_identity",
+    "make_spec",
+    "manifest_files",
+    "may_pause",
+]
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,7 @@ class VClusterSpec:
     ``slot`` says who may reuse it later (``worker:gw0`` or ``test:<nodeid>:<index>``);
     ``test`` is the node id recorded as annotation; ``label`` is the readable part of the name.
     ``persistent`` clusters keep their store on a volume claim and may be paused.
+    ``manifests`` are applied inside the cluster once it is ready, before a test gets it.
     """
 
     values: Mapping[str, Any]
@@ -39,6 +50,7 @@ class VClusterSpec:
     version: KubeVersion | None = None
     ready_timeout: float = 300.0
     persistent: bool = True
+    manifests: tuple[Path, ...] = ()
 
     def for_test(self, slot: str, test: str) -> VClusterSpec:
         """The same cluster recorded for another test (a prepared cluster taken by it)."""
@@ -59,6 +71,31 @@ def chart_identity(settings: Settings) -> dict[str, str | None]:
     }
 
 
+def manifest_files(paths: Sequence[Path]) -> list[Path]:
+    """The files ``paths`` name: a file itself, a directory's manifest files sorted by name."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix in MANIFEST_SUFFIXES
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def _manifests_digest(paths: Sequence[Path]) -> str:
+    # By content: a cluster paused with yesterday's manifests must not serve today's.
+    digest = hashlib.sha256()
+    for path in manifest_files(paths):
+        digest.update(str(path).encode() + b"\0")
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"unreadable")
+    return digest.hexdigest()
+
+
 def make_spec(
     settings: Settings,
     *,
@@ -70,6 +107,7 @@ def make_spec(
     values_file: Path | None = None,
     ready_timeout: float | None = None,
     persistent: bool = True,
+    manifests: tuple[Path, ...] = (),
 ) -> VClusterSpec:
     """Build a :class:`VClusterSpec` from settings and per-test (marker) choices."""
     tag = resolve_tag(version, settings.version_map) if version is not None else None
@@ -83,15 +121,19 @@ def make_spec(
     # The hash leaves the volume choice out: a paused (persistent) cluster may serve a test
     # that would otherwise get an emptyDir one, as it did before that test's teardown changed.
     identity = merged if persistent else layered(ephemeral=False)
+    chart = chart_identity(settings)
+    if manifests:
+        chart["manifests"] = _manifests_digest(manifests)
     return VClusterSpec(
         values=merged,
-        spec_hash=spec_hash(identity, chart_identity(settings)),
+        spec_hash=spec_hash(identity, chart),
         slot=slot,
         test=test,
         label=label,
         version=version,
         ready_timeout=ready_timeout if ready_timeout is not None else settings.ready_timeout,
         persistent=persistent,
+        manifests=manifests,
     )
 
 
@@ -100,7 +142,9 @@ class ClusterRequest:
     """The clusters one test asks for: its marker, matrix version and ``vcluster_values``.
 
     ``extra_values`` is ``None`` while the test's ``vcluster_values`` are not known (a fixture
-    that can only run at setup); such a request cannot be prepared ahead.
+    that can only run at setup); such a request cannot be prepared ahead. ``first`` is the
+    spec of the test's first cluster, built once by :meth:`resolved` when it can be known at
+    collection.
     """
 
     nodeid: str
@@ -108,6 +152,47 @@ class ClusterRequest:
     marker: MarkerArgs = field(default_factory=MarkerArgs)
     version: KubeVersion | None = None
     extra_values: Mapping[str, Any] | None = field(default_factory=dict)
+    first: VClusterSpec | None = field(default=None, compare=False)
+
+    def resolved(self, settings: Settings) -> ClusterRequest:
+        """This request with the spec of its first cluster, when the values are known."""
+        if self.extra_values is None:
+            return self
+        return replace(self, first=self.spec(settings))
+
+    def at_setup(
+        self, version: KubeVersion | None, extra_values: Mapping[str, Any]
+    ) -> ClusterRequest:
+        """This request with what setup knows: the ``vcluster_version`` and ``vcluster_values``
+        fixtures' values. Unchanged from collection, it is the same object (and spec)."""
+        if version == self.version and extra_values == self.extra_values:
+            return self
+        return replace(self, version=version, extra_values=extra_values, first=None)
+
+    def worker_spec(self, settings: Settings, worker: str) -> VClusterSpec:
+        """The spec of the cluster this process shares (``vcluster_worker``) for this request.
+
+        Its slot is the worker, so tests of the same version and values share it; it may be
+        paused exactly when ``--vcluster-teardown`` may pause it.
+        """
+        return make_spec(
+            settings,
+            slot=f"worker:{worker}",
+            test=f"worker {worker}",
+            label=f"worker-{worker}",
+            version=self.version,
+            values=self._values(None),
+            values_file=self.marker.values_file,
+            persistent=may_pause(settings.teardown),
+            manifests=self.marker.manifests,
+        )
+
+    def _values(self, override: Mapping[str, Any] | None) -> dict[str, Any]:
+        merged: dict[str, Any] = dict(self.extra_values or {})
+        for layer in (self.marker.values, override):
+            if layer:
+                merged = deep_merge(merged, layer)
+        return merged
 
     def teardown_mode(self, settings: Settings) -> TeardownMode:
         """The marker's teardown mode, else the setting."""
@@ -131,18 +216,18 @@ class ClusterRequest:
         persistent: bool | None = None,
     ) -> VClusterSpec:
         """The spec of this test's ``index``-th cluster; keyword arguments override the marker."""
-        merged: dict[str, Any] = dict(self.extra_values or {})
-        for layer in (self.marker.values, values):
-            if layer:
-                merged = deep_merge(merged, layer)
+        overrides = (version, values, values_file, timeout, persistent)
+        if index == 0 and self.first is not None and all(arg is None for arg in overrides):
+            return self.first
         return make_spec(
             settings,
             slot=f"test:{self.nodeid}:{index}",
             test=self.nodeid,
             label=self.name,
             version=version or self.version,
-            values=merged,
+            values=self._values(values),
             values_file=values_file or self.marker.values_file,
             ready_timeout=timeout or self.marker.timeout,
             persistent=self.persistent(settings) if persistent is None else persistent,
+            manifests=self.marker.manifests,
         )

@@ -20,13 +20,16 @@ import yaml
 from pytest_vcluster.core.errors import ConfigError
 
 __all__ = [
+    "ALL_VERSIONS",
     "DEFAULT_VERSION_MAP",
     "SUPPORTED_MINORS",
     "KubeVersion",
+    "check_served",
     "parse_version",
     "parse_version_list",
     "parse_version_map",
     "resolve_tag",
+    "served_versions",
     "version_values",
 ]
 
@@ -43,6 +46,9 @@ DEFAULT_VERSION_MAP: Mapping[str, str] = {
     "1.35": "v1.35.0",
     "1.36": "v1.36.0",
 }
+
+#: ``--vcluster-versions=all``: every version :func:`served_versions` lists.
+ALL_VERSIONS = "all"
 
 _VERSION_RE = re.compile(r"^v?(?P<major>\d+)\.(?P<minor>\d+)(?:\.(?P<patch>\d+))?$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -186,3 +192,30 @@ def version_values(tag: str) -> dict[str, Any]:
     # ``version`` takes precedence over ``image.tag`` in the chart; set both so that either
     # reading of the values (the chart's or the syncer's) sees the same tag.
     return {"controlPlane": {"distro": {"k8s": {"version": tag, "image": {"tag": tag}}}}}
+
+
+def served_versions(version_map: Mapping[str, str]) -> tuple[KubeVersion, ...]:
+    """The minors this environment serves, oldest first: the configured version map's, else
+    the ones vcluster itself maps (:data:`DEFAULT_VERSION_MAP`)."""
+    minors = version_map or DEFAULT_VERSION_MAP
+    return tuple(sorted(parse_version(minor) for minor in minors))
+
+
+def check_served(version: KubeVersion, version_map: Mapping[str, str], option: str) -> None:
+    """Refuse a minor a configured version map does not serve, before anything is made.
+
+    A version map says which control-plane images exist here (an air-gapped machine has only
+    those): a minor outside it would only fail once a cluster is half made, on a missing
+    image. An exact release names its image tag itself and is taken as asked. Without a map
+    every minor vcluster maps is served, from vcluster's own registry.
+    """
+    if not version_map or version.is_exact or version.minor_key in version_map:
+        return
+    minors = sorted(version_map, key=parse_version)
+    served = ", ".join(f"{minor} ({version_map[minor]})" for minor in minors)
+    raise ConfigError(
+        option,
+        f"Kubernetes {version} is not served here: the version map serves {served}",
+        "one of those, an exact release like v1.33.4, or MINOR=TAG added to "
+        "--vcluster-version-map for an image that exists here",
+    )

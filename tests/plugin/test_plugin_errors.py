@@ -107,13 +107,34 @@ def test_a_bad_values_file_option_is_a_usage_error_and_creates_nothing(
     pytester.makeconftest(FAKE_MANAGER_CONFTEST)
     pytester.makepyfile("def test_one(vcluster):\n    pass\n")
     Path(pytester.path, "values.yaml").write_text(content)
-    result = pytester.runpytest("--vcluster-values=values.yaml")
+    result = pytester.runpytest("--vcluster-values-files=values.yaml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        [f"ERROR: pytest-vcluster: --vcluster-values: values file */values.yaml {problem}"]
+        [f"ERROR: pytest-vcluster: --vcluster-values-files: values file */values.yaml {problem}"]
     )
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
     assert events(pytester) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--vcluster-values=values.yaml", "--vcluster-vcluster-binary=/bin/true"],
+        ["-o", "vcluster_values=values.yaml", "-o", "vcluster_vcluster_binary=/bin/true"],
+    ],
+)
+def test_renamed_options_keep_their_former_names(
+    pytester: pytest.Pytester, args: list[str]
+) -> None:
+    Path(pytester.path, "values.yaml").write_text("x: 1\n")
+    pytester.makepyfile(
+        """
+        def test_settings(vcluster_settings):
+            assert [p.name for p in vcluster_settings.values_files] == ["values.yaml"]
+            assert vcluster_settings.vcluster_binary == "/bin/true"
+        """
+    )
+    pytester.runpytest(*args).assert_outcomes(passed=1)
 
 
 def test_a_bad_values_file_in_ini_names_the_ini_key(pytester: pytest.Pytester) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import FakeTool
 
-from pytest_vcluster.diagnostics.header import header_lines, tool_version
+from pytest_vcluster.diagnostics.header import header_lines, tool_version, tools_line
 from pytest_vcluster.host.acquire import make_host
 from pytest_vcluster.settings.config import Settings
 
@@ -30,19 +30,30 @@ def test_missing_and_broken_tools_do_not_raise(
     )
 
 
-def test_header_kind_host(fake_tool: FakeTool) -> None:
-    kind = fake_tool("kind", "print('kind v0.32.0')")
+def test_header_kind_host_runs_no_tool(fake_tool: FakeTool, tmp_path: Path) -> None:
+    called = tmp_path / "called"
+    kind = fake_tool("kind", f"open({str(called)!r}, 'w').close()\nprint('kind v0.32.0')")
     settings = Settings(node_image="node:1", kind_binary=str(kind), keep_host=True)
     host = make_host(settings, state_root=Path("unused"), run_id="r", worker="master")
-    lines = header_lines(settings, host.header_line(), host.tools)
+    lines = header_lines(settings)
     assert lines[0] == "vcluster: kind host 'pytest-vcluster' (node image: node:1, kept at exit)"
-    assert lines[1].startswith("vcluster tools: kind: kind v0.32.0; vcluster: ")
-    assert lines[2].startswith("vcluster settings: teardown=delete, create_with=api, lookahead=2")
+    assert lines[0] == f"vcluster: {host.header_line()}"
+    assert lines[1].startswith("vcluster settings: teardown=delete, create_with=api, lookahead=2")
+    assert not called.exists()  # the header costs a run that uses no vcluster nothing
+
+
+def test_tools_line_names_the_tools_the_host_needs(fake_tool: FakeTool, tmp_path: Path) -> None:
+    kind = fake_tool("kind", "print('kind v0.32.0')")
+    line = tools_line(Settings(kind_binary=str(kind)))
+    assert line.startswith("vcluster tools: kind: kind v0.32.0; vcluster: ")
+    existing = tools_line(Settings(host_kubeconfig=tmp_path / "kc"))
+    assert existing.startswith("vcluster tools: vcluster: ")
+    assert "kind:" not in existing
 
 
 def test_header_existing_host(tmp_path: Path) -> None:
     settings = Settings(host_kubeconfig=tmp_path / "kc", host_context="prod")
     host = make_host(settings, state_root=tmp_path, run_id="r", worker="master")
-    lines = header_lines(settings, host.header_line(), host.tools)
+    lines = header_lines(settings)
     assert lines[0] == f"vcluster: existing host, kubeconfig {tmp_path / 'kc'}, context prod"
-    assert "kind:" not in lines[1]
+    assert lines[0] == f"vcluster: {host.header_line()}"

@@ -12,11 +12,11 @@ from kubernetes import client
 
 from pytest_vcluster import plugin
 from pytest_vcluster.cluster.handle import VCluster
-from pytest_vcluster.cluster.lifecycle import TeardownAction, VClusterManager
+from pytest_vcluster.cluster.lifecycle import TeardownAction
 from pytest_vcluster.core.errors import ConfigError
+from pytest_vcluster.core.stats import Stats
 from pytest_vcluster.pool.factory import VClusterFactory, WorkerPool
 from pytest_vcluster.pool.lookahead import ClusterPool
-from pytest_vcluster.pool.stats import Stats
 from pytest_vcluster.settings.config import Settings, TeardownMode
 from pytest_vcluster.settings.markers import MarkerArgs
 from pytest_vcluster.settings.request import ClusterRequest, VClusterSpec
@@ -133,18 +133,34 @@ def test_factory_persistent_follows_teardown_and_argument() -> None:
     factory.pool.close()
 
 
-def test_worker_pool_shares_per_spec() -> None:
+def worker_request(
+    nodeid: str, version: KubeVersion, values: dict[str, Any] | None = None
+) -> ClusterRequest:
+    return ClusterRequest(nodeid=nodeid, name=nodeid, version=version, extra_values=values or {})
+
+
+def test_worker_pool_shares_per_spec_through_the_pool() -> None:
     manager = FakeManager()
-    pool = WorkerPool(
-        cast(VClusterManager, manager), Settings(teardown=TeardownMode.PAUSE_ON_FAILURE), "gw1"
-    )
-    a = pool.get(KubeVersion(1, 33))
-    assert pool.get(KubeVersion(1, 33)) is a
-    b = pool.get(KubeVersion(1, 34))
-    c = pool.get(KubeVersion(1, 33), values={"x": 1})
+    stats = Stats()
+    settings = Settings(teardown=TeardownMode.PAUSE_ON_FAILURE)
+    cluster_pool = ClusterPool(manager, list, lookahead=0)
+    pool = WorkerPool(cluster_pool, settings, "gw1", stats)
+    a = pool.get(worker_request("t.py::a", KubeVersion(1, 33)))
+    assert pool.get(worker_request("t.py::b", KubeVersion(1, 33))) is a
+    b = pool.get(worker_request("t.py::c", KubeVersion(1, 34)))
+    c = pool.get(worker_request("t.py::d", KubeVersion(1, 33), {"x": 1}))
     assert len({a.name, b.name, c.name}) == 3
     assert {spec.slot for spec in manager.specs} == {"worker:gw1"}
+    # Every test that used a shared cluster is in the setup statistics, the first one of
+    # each spec as the one that made it.
+    assert [(s["nodeid"], s["source"]) for s in stats.setups] == [
+        ("t.py::a", "created"),
+        ("t.py::b", "shared"),
+        ("t.py::c", "created"),
+        ("t.py::d", "created"),
+    ]
     pool.close(failed=True)
+    cluster_pool.close()
     assert sorted(manager.finished) == [
         ("vc1", TeardownAction.PAUSE),
         ("vc2", TeardownAction.PAUSE),

@@ -54,8 +54,7 @@ def test_names_of_an_option() -> None:
 def test_every_option_maps_to_a_settings_field() -> None:
     fields = set(Settings.__dataclass_fields__)
     for spec in OPTIONS:
-        attr = spec.dest.removeprefix("vcluster_")
-        assert (attr if spec.kind != "paths" else "values_files") in fields, spec.name
+        assert spec.attr in fields, spec.name
 
 
 @pytest.mark.parametrize(
@@ -140,10 +139,12 @@ def test_values_files_relative_to_their_source(tmp_path: Path) -> None:
     (tmp_path / "cwd" / "a.yaml").write_text("a: 1\n")
     (tmp_path / "ini" / "b.yaml").write_text("b: 1\n")
     from_cli = resolve(
-        tmp_path, cli={"vcluster_values": ["a.yaml"]}, ini={"vcluster_values": ["b.yaml"]}
+        tmp_path,
+        cli={"vcluster_values_files": ["a.yaml"]},
+        ini={"vcluster_values_files": ["b.yaml"]},
     )
     assert from_cli.values_files == (tmp_path / "cwd" / "a.yaml",)
-    from_ini = resolve(tmp_path, ini={"vcluster_values": ["b.yaml"]})
+    from_ini = resolve(tmp_path, ini={"vcluster_values_files": ["b.yaml"]})
     assert from_ini.values_files == (tmp_path / "ini" / "b.yaml",)
 
 
@@ -151,13 +152,13 @@ def test_values_files_from_env_use_pathsep(tmp_path: Path) -> None:
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text("{}")
     b.write_text("{}")
-    settings = resolve(tmp_path, env={"PYTEST_VCLUSTER_VALUES": f"{a}{os.pathsep}{b}"})
+    settings = resolve(tmp_path, env={"PYTEST_VCLUSTER_VALUES_FILES": f"{a}{os.pathsep}{b}"})
     assert settings.values_files == (a, b)
 
 
 def test_missing_values_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"--vcluster-values: nope.yaml does not exist"):
-        resolve(tmp_path, cli={"vcluster_values": ["nope.yaml"]})
+    with pytest.raises(ConfigError, match=r"--vcluster-values-files: nope.yaml does not exist"):
+        resolve(tmp_path, cli={"vcluster_values_files": ["nope.yaml"]})
 
 
 def test_existing_host(tmp_path: Path) -> None:

@@ -66,3 +66,33 @@ def test_phase_timer_marks_seconds_from_its_start() -> None:
     timer.mark("readyz")
     assert timer.phases == [("objects", 0.5), ("readyz", 3.25)]
     assert timer.elapsed == 3.25
+
+
+def test_the_first_spec_is_built_once_and_travels_unchanged() -> None:
+    settings = Settings(version_map={"1.33": "v1.33.13"})
+    request = ClusterRequest(nodeid="t.py::a", name="a").resolved(settings)
+    assert request.first is not None
+    assert request.spec(settings) is request.first
+    same = request.at_setup(None, {})
+    assert same is request
+    changed = request.at_setup(None, {"x": 1})
+    assert changed.first is None
+    assert changed.spec(settings).spec_hash != request.first.spec_hash
+    # An override at the factory builds a new spec; without one the first is reused.
+    assert request.spec(settings, values={"y": 2}) is not request.first
+
+
+def test_manifests_are_part_of_what_makes_clusters_interchangeable(tmp_path: Path) -> None:
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text("kind: ConfigMap\n")
+    plain = ClusterRequest(nodeid="t.py::a", name="a").spec(SETTINGS)
+    marked = ClusterRequest(
+        nodeid="t.py::a", name="a", marker=MarkerArgs(manifests=(manifest,))
+    ).spec(SETTINGS)
+    assert marked.manifests == (manifest,)
+    assert marked.spec_hash != plain.spec_hash
+    manifest.write_text("kind: Secret\n")
+    again = ClusterRequest(
+        nodeid="t.py::a", name="a", marker=MarkerArgs(manifests=(manifest,))
+    ).spec(SETTINGS)
+    assert again.spec_hash != marked.spec_hash

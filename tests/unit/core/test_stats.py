@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_vcluster.pool.stats import Stats
+from pytest_vcluster.core.stats import Stats
 
 
 def test_summary() -> None:
