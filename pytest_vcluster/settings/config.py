@@ -17,8 +17,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
-import yaml
-
 from pytest_vcluster.core.errors import ConfigError
 from pytest_vcluster.settings.values import load_values_file, yaml_problem
 from pytest_vcluster.settings.versions import (
@@ -531,6 +529,8 @@ def _version_map_text(value: object) -> object:
 
 def load_settings_file(path: Path) -> _SettingsFile:
     """Read a settings file; unknown names and malformed files are :class:`ConfigError`."""
+    import yaml  # noqa: PLC0415 - loaded only when a YAML file is read
+
     where = "--vcluster-settings-file"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 from pytest_vcluster.core.errors import ConfigError
 from pytest_vcluster.core.labels import short_hash
@@ -94,6 +95,8 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
 
 def load_values_file(path: Path, *, option: str) -> dict[str, Any]:
     """Read a chart values file; an empty file is an empty mapping."""
+    import yaml  # noqa: PLC0415 - loaded only when a YAML file is read
+
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:

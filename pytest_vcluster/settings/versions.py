@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pytest_vcluster.core.errors import ConfigError
 
 __all__ = [
@@ -155,6 +153,8 @@ def parse_version_map(value: str, *, option: str = "--vcluster-version-map") -> 
 
 
 def _load_map_file(text: str, option: str) -> Mapping[Any, Any]:
+    import yaml  # noqa: PLC0415 - loaded only when a YAML file is read
+
     path = Path(text).expanduser()
     if not path.is_file():
         raise ConfigError(
