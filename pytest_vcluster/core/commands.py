@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 INSTALL_HINTS: Mapping[str, str] = {
     "kind": "Install kind (https://kind.sigs.k8s.io, e.g. 'go install sigs.k8s.io/kind@v0.32.0') "
     "or pass --vcluster-kind-binary.",
-    "vcluster": "Install the vcluster CLI (v0.36 or later) or pass --vcluster-vcluster-binary.",
+    "vcluster": "Install the vcluster CLI (v0.36 or later) or pass --vcluster-cli-binary.",
     "helm": "Install helm 3.10 or later (the vcluster CLI runs it) or pass --vcluster-helm-binary.",
     "docker": "Install Docker and start the daemon (kind runs the host cluster in containers).",
 }

@@ -127,7 +127,7 @@ def test_find_tool_missing_says_what_to_install(
     with pytest.raises(ToolNotFoundError, match=r"helm not found .* Install helm 3.10") as info:
         find_tool("helm")
     assert info.value.tool == "helm"
-    with pytest.raises(ToolNotFoundError, match="--vcluster-vcluster-binary"):
+    with pytest.raises(ToolNotFoundError, match="--vcluster-cli-binary"):
         find_tool("vcluster")
 
 
