@@ -1,6 +1,6 @@
 """What the benchmark scripts share about the offline stack: its stack.json, kind and processes.
 
-``benchmarks/speed.py`` and ``benchmarks/stress.py`` both run against the stack that
+``python -m benchmarks.speed`` and ``benchmarks/stress.py`` both run against the stack that
 ``bash .ci/stack/up`` builds. This module holds what they do alike:
 
 * :func:`add_stack_option` and :func:`stack_path`: ``--stack``, else ``$PYTEST_VCLUSTER_STACK``,
@@ -12,8 +12,9 @@
 * :func:`stop_group`: interrupt a command's process group, then kill it;
 * :class:`StackError`: the base of each script's error.
 
-The scripts run as scripts, so their directory is first on ``sys.path`` and they import this
-module as ``stackkit``; tests that load a script by path put ``benchmarks/`` on ``sys.path``.
+stress.py runs as a script, so its directory is first on ``sys.path`` and it imports this module
+as ``stackkit`` (tests that load it by path put ``benchmarks/`` on ``sys.path``); the speed
+package, run with ``-m`` from the repository root, imports it as ``benchmarks.stackkit``.
 """
 
 from __future__ import annotations

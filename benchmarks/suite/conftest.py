@@ -36,7 +36,7 @@ KIND_DELETE_TIMEOUT = 180.0
 
 @pytest.fixture
 def speed_log(request: pytest.FixtureRequest) -> TimingLog:
-    """Where a test writes what it measured (JSON lines read by speed.py)."""
+    """Where a test writes what it measured (JSON lines read by benchmarks.speed)."""
     return TimingLog(RECORDER, request.node.nodeid)
 
 
@@ -72,7 +72,7 @@ def _kind(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def kind_cluster(tmp_path: Path) -> Iterator[client.ApiClient]:
     """A kind cluster for this test only: created, handed out as an API client, deleted."""
-    # The prefix lets speed.py find and remove what a crashed run left behind.
+    # The prefix lets benchmarks.speed find and remove what a crashed run left behind.
     name = f"{CONFIG.kind_prefix}-{uuid.uuid4().hex[:8]}"
     # A private kubeconfig keeps ~/.kube/config untouched and the clusters independent.
     kubeconfig = tmp_path / "kubeconfig"

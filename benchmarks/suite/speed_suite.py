@@ -1,7 +1,7 @@
 """Settings, timing log and workload helpers shared by the speed suite's conftest and tests.
 
-``benchmarks/speed.py`` copies this directory into a temporary directory and runs pytest in it,
-once per measurement. It passes its settings as a JSON file named by ``SPEED_SUITE_CONFIG``;
+``python -m benchmarks.speed`` copies this directory into a temporary directory and runs pytest
+in it, once per measurement. It passes its settings as a JSON file named by ``SPEED_SUITE_CONFIG``;
 without that variable the defaults below apply, so the suite can also be run by hand with the
 plugin's options. Every process appends what it measured, one JSON object a line, to a file of
 its own in ``timings_dir`` (xdist workers never share a file, so no locking is needed).
@@ -40,7 +40,7 @@ BACKENDS = ("vcluster", "kind")
 
 @dataclass(frozen=True)
 class SuiteConfig:
-    """What the suite's tests do; written by speed.py as JSON, defaults for a run by hand."""
+    """What the suite's tests do: written by the benchmark as JSON, defaults for a run by hand."""
 
     backend: str = "vcluster"  # which fixture gives ``cluster``: "vcluster" or "kind"
     timings_dir: str = ""  # where each process appends its JSON lines; empty: nowhere
@@ -127,7 +127,7 @@ def wait_until(
 def docker_memory(docker: str, container: str) -> str:
     """The container's memory as ``docker stats`` prints it (``1.2GiB / 23GiB``).
 
-    speed.py parses it, so the suite and the script never disagree about units.
+    benchmarks.speed parses it, so the suite and the script never disagree about units.
     """
     proc = subprocess.run(
         [docker, "stats", "--no-stream", "--format", "{{.MemUsage}}", container],

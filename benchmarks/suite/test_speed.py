@@ -1,4 +1,4 @@
-"""The tests ``benchmarks/speed.py`` runs, one group per measurement (selected by node id).
+"""The tests ``python -m benchmarks.speed`` runs, one group per measurement (selected by node id).
 
 * ``test_create``: one fresh vcluster per test through ``vcluster_factory``, timed around the call
   (measurement C; the plugin's records give the phases).
@@ -9,7 +9,8 @@
 * ``test_density``: idle vclusters one after another until creation fails, slows down past the
   limit, or the cap is reached, with the host node's memory before and after (D).
 
-Nothing here asserts on time: the figures are written to the timing log and judged by speed.py.
+Nothing here asserts on time: the figures are written to the timing log and judged by the
+benchmark (``benchmarks.speed``).
 """
 
 from __future__ import annotations

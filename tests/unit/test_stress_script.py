@@ -1,6 +1,7 @@
 """The pure parts of ``benchmarks/stress.py``: statistics, parsing of what inner runs leave,
-the verdict and the table. No cluster: the script is imported by path (``benchmarks`` is not a
-package), with ``benchmarks/`` on ``sys.path`` for ``stackkit``, which it shares with speed.py."""
+the verdict and the table. No cluster: the script is imported by path (it runs as a script, not
+as part of a package), with ``benchmarks/`` on ``sys.path`` for ``stackkit``, which it shares
+with the speed benchmark (``python -m benchmarks.speed``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,135 @@
+"""What an inner pytest run leaves, read back: its output, the suite's timing log and the
+plugin's records file (``--vcluster-records``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .stats import median
+
+DURATION_LINE = re.compile(r"^\s*([\d.]+)s\s+(setup|call|teardown)\s+(\S+)")
+SUMMARY_LINE = re.compile(r"create/resume to ready: median ([\d.]+)s")
+
+
+@dataclass
+class InnerRun:
+    """What one inner pytest run left: exit code, wall time, its log, timings and records."""
+
+    tag: str
+    returncode: int
+    wall: float
+    log: Path
+    output: str
+    timings: list[dict[str, Any]]
+    records: dict[str, Any] | None
+
+    def timed(self, kind: str) -> list[dict[str, Any]]:
+        return [t for t in self.timings if t.get("kind") == kind]
+
+    def seconds(self, kind: str, **match: object) -> list[float]:
+        return [
+            float(t["seconds"])
+            for t in self.timed(kind)
+            if "seconds" in t and all(t.get(k) == v for k, v in match.items())
+        ]
+
+    def clusters(self, event: str) -> list[dict[str, Any]]:
+        """The records file's clusters of one event (``created`` or ``resumed``)."""
+        found = (self.records or {}).get("clusters") or []
+        return [c for c in found if isinstance(c, dict) and c.get("event") == event]
+
+    def durations(self, when: str) -> list[float]:
+        """Seconds per test of one phase (setup, call, teardown) from ``--durations``."""
+        return [
+            float(m.group(1))
+            for line in self.output.splitlines()
+            if (m := DURATION_LINE.match(line)) and m.group(2) == when
+        ]
+
+    def summary_median(self) -> float | None:
+        """The plugin's terminal summary median, the figure every plugin version prints."""
+        found = SUMMARY_LINE.search(self.output)
+        return float(found.group(1)) if found else None
+
+    def summary(self) -> list[str]:
+        return [
+            line
+            for line in self.output.splitlines()
+            if line.startswith(
+                ("vclusters:", "create/resume to ready:", "kind host", "tests waited for")
+            )
+        ]
+
+
+def read_timings(directory: Path) -> list[dict[str, Any]]:
+    """The suite's timing log: every JSON object line of the ``*.jsonl`` files in it."""
+    found: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            # A worker killed mid-write leaves a partial last line; the rest still counts.
+            with contextlib.suppress(json.JSONDecodeError):
+                item = json.loads(line)
+                if isinstance(item, dict):
+                    found.append(item)
+    return found
+
+
+def read_records(path: Path) -> dict[str, Any] | None:
+    """The plugin's records file, or None when this plugin version writes none."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        print(f"warning: unreadable records file {path}: {exc}", file=sys.stderr)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def ready_seconds(clusters: list[dict[str, Any]]) -> list[float]:
+    return [
+        float(c["ready_seconds"])
+        for c in clusters
+        if isinstance(c.get("ready_seconds"), int | float)
+    ]
+
+
+def phase_breakdown(clusters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Median seconds per create phase, cumulative and as deltas, in the order they come.
+
+    A last ``ready`` row covers the time from the last phase to the ready handle.
+    """
+    order: list[str] = []
+    at: dict[str, list[float]] = {}
+    step: dict[str, list[float]] = {}
+
+    def add(name: str, seconds: float, previous: float) -> None:
+        if name not in at:
+            order.append(name)
+            at[name], step[name] = [], []
+        at[name].append(seconds)
+        step[name].append(seconds - previous)
+
+    for cluster in clusters:
+        previous = 0.0
+        for phase in cluster.get("phases") or []:
+            if isinstance(phase, list | tuple) and len(phase) == 2:
+                name, seconds = str(phase[0]), float(phase[1])
+            elif isinstance(phase, dict) and "name" in phase and "seconds" in phase:
+                name, seconds = str(phase["name"]), float(phase["seconds"])
+            else:
+                continue
+            add(name, seconds, previous)
+            previous = seconds
+        if previous and isinstance(cluster.get("ready_seconds"), int | float):
+            add("ready", float(cluster["ready_seconds"]), previous)
+    return [
+        {"phase": n, "cumulative": median(at[n]), "delta": median(step[n]), "n": len(at[n])}
+        for n in order
+    ]
