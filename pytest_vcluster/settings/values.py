@@ -35,7 +35,7 @@ __all__ = [
 #: Values every vcluster gets before the user's: the plugin never sends telemetry.
 BASE_VALUES: Mapping[str, Any] = {"telemetry": {"enabled": False}}
 
-#: Start-up levers measured on a 2-core host (see README, "Speed"):
+#: Start-up levers measured on a 2-core host (see docs/speed.md):
 #: - probes every second instead of every 6 s: the control plane's host Service only routes
 #:   to a Ready pod, and the virtual CoreDNS reaches the API through that Service, so the
 #:   startup probe period gates DNS; the failure thresholds keep the chart's total budgets;
