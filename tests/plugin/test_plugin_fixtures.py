@@ -46,7 +46,8 @@ class FakeManager:
         self.stats.record("created", 1.0 + self.count)
         self._log(event="create", name=name, slot=spec.slot, test=spec.test,
                   version=str(spec.version) if spec.version else None,
-                  values=spec.values, on_error=teardown_on_error.value, prepared=prepared)
+                  values=spec.values, on_error=teardown_on_error.value, prepared=prepared,
+                  manifests=[str(path) for path in spec.manifests])
         return VCluster(name=name, namespace=name, version="v1.33.4",
                         requested_version=spec.version, kubeconfig=Path("/dev/null"),
                         api_client=None, spec_hash=spec.spec_hash)

@@ -169,3 +169,46 @@ def test_a_run_with_vclusters_takes_the_signals_and_gives_them_back(
     )
     pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
     assert _handlers() == before
+
+
+def test_marker_manifests_travel_with_the_spec_and_are_checked_at_collection(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(FAKE_MANAGER_CONFTEST)
+    deploy = Path(pytester.path, "deploy")
+    deploy.mkdir()
+    (deploy / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.vcluster(manifests=["deploy/"])
+        def test_with(vcluster):
+            pass
+
+        def test_without(vcluster):
+            pass
+        """
+    )
+    pytester.makepyfile(
+        test_broken="""
+        import pytest
+
+        @pytest.mark.vcluster(manifests="missing/")
+        def test_missing(vcluster):
+            pass
+        """
+    )
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--continue-on-collection-errors"
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*usage error in *test_missing*vcluster(manifests=...): missing/ does not exist*"]
+    )
+    made = {
+        str(e["test"]).split("::")[-1]: e["manifests"]
+        for e in events(pytester)
+        if e["event"] == "create"
+    }
+    assert made == {"test_with": [str(deploy)], "test_without": []}
