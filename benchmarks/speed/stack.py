@@ -35,10 +35,10 @@ class Stack(stackkit.Stack):
         return [
             f"--vcluster-node-image={self.node_image}",
             f"--vcluster-local-chart-dir={self.raw['chart_dir']}",
-            f"--vcluster-values={self.raw['values_file']}",
+            f"--vcluster-values-files={self.raw['values_file']}",
             "--vcluster-version-map=" + ",".join(f"{k}={v}" for k, v in self.version_map.items()),
             f"--vcluster-kind-binary={self.tool('kind')}",
-            f"--vcluster-vcluster-binary={self.tool('vcluster')}",
+            f"--vcluster-cli-binary={self.tool('vcluster')}",
             f"--vcluster-helm-binary={self.tool('helm')}",
             f"--vcluster-host-name={HOST}",
             "--vcluster-keep-host",  # the host is this benchmark's; it outlives every inner run
