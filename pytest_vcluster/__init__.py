@@ -21,11 +21,13 @@ if TYPE_CHECKING:
         CommandError,
         ConfigError,
         HostError,
+        ManifestError,
         RunInterruptedError,
         StartFailedError,
         ToolNotFoundError,
         VClusterError,
         WaitTimeoutError,
+        WorkloadFailedError,
     )
     from pytest_vcluster.host.images import ImageLoadError, LoadResult
     from pytest_vcluster.host.kind import HostInfo
@@ -42,6 +44,7 @@ _EXPORTS = {
     "HostInfo": "pytest_vcluster.host.kind",
     "ImageLoadError": "pytest_vcluster.host.images",
     "KubeVersion": "pytest_vcluster.settings.versions",
+    "ManifestError": "pytest_vcluster.core.errors",
     "LoadResult": "pytest_vcluster.host.images",
     "PortForwardError": "pytest_vcluster.connect.port_forward",
     "RunInterruptedError": "pytest_vcluster.core.errors",
@@ -52,6 +55,7 @@ _EXPORTS = {
     "VCluster": "pytest_vcluster.cluster.handle",
     "VClusterError": "pytest_vcluster.core.errors",
     "WaitTimeoutError": "pytest_vcluster.core.errors",
+    "WorkloadFailedError": "pytest_vcluster.core.errors",
 }
 
 __all__ = [
@@ -64,6 +68,7 @@ __all__ = [
     "ImageLoadError",
     "KubeVersion",
     "LoadResult",
+    "ManifestError",
     "PortForwardError",
     "RunInterruptedError",
     "Settings",
@@ -73,6 +78,7 @@ __all__ = [
     "VCluster",
     "VClusterError",
     "WaitTimeoutError",
+    "WorkloadFailedError",
 ]
 
 

@@ -52,13 +52,13 @@ from pytest_vcluster.core.errors import (
 )
 from pytest_vcluster.core.interrupts import interrupts
 from pytest_vcluster.core.labels import LABEL_STATE, control_plane_selector, vcluster_name
+from pytest_vcluster.core.stats import Stats
 from pytest_vcluster.core.waits import Deadline
 from pytest_vcluster.host import pausing
 from pytest_vcluster.host.kind import HostInfo, host_api_client
 from pytest_vcluster.host.liveness import RunLease
 from pytest_vcluster.host.namespaces import HostNamespaces
 from pytest_vcluster.host.reaper import ReapResult, reap
-from pytest_vcluster.core.stats import Stats
 from pytest_vcluster.settings.config import CreateWith, Settings, TeardownMode
 from pytest_vcluster.settings.request import VClusterSpec
 
@@ -236,7 +236,7 @@ class VClusterManager:
         """
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
-                return self._create_once(
+                handle = self._create_once(
                     spec,
                     teardown_on_error=teardown_on_error,
                     prepared=prepared,
@@ -256,7 +256,29 @@ class VClusterManager:
                     "vcluster start %d of %d failed for a transient reason, starting a new one: "
                     "%s", attempt, START_ATTEMPTS, transient.error,
                 )  # fmt: skip
+                continue
+            if spec.manifests:
+                self._apply_manifests(handle, spec, teardown_on_error)
+            return handle
         raise AssertionError("unreachable: the last attempt never retries")  # pragma: no cover
+
+    def _apply_manifests(
+        self, handle: VCluster, spec: VClusterSpec, teardown_on_error: TeardownMode
+    ) -> None:
+        """Apply the marker's manifests inside a ready cluster, as part of its setup.
+
+        Here, not in the test: a cluster prepared ahead carries them when its test starts. A
+        manifest the API refuses fails the setup, and the cluster goes as a failed test's would.
+        """
+        from pytest_vcluster.cluster.manifests import apply_manifests  # noqa: PLC0415 - once used
+
+        try:
+            for path in spec.manifests:
+                apply_manifests(handle.api_client, path, timeout=spec.ready_timeout)
+        except BaseException:
+            with interrupts.shielded():
+                self.finish(handle, decide_teardown(teardown_on_error, failed=True))
+            raise
 
     def _create_once(
         self,
@@ -539,6 +561,7 @@ class VClusterManager:
             reused=reused,
             # Only persistent clusters are ever paused, so a resumed one is persistent.
             persistent=spec.persistent or reused,
+            helm_binary=self.settings.helm_binary,
         )
         handle._pause = lambda: self.pause(handle)
         handle._resume = lambda: self.resume(handle)

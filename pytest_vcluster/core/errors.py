@@ -15,11 +15,13 @@ __all__ = [
     "CommandError",
     "ConfigError",
     "HostError",
+    "ManifestError",
     "RunInterruptedError",
     "StartFailedError",
     "ToolNotFoundError",
     "VClusterError",
     "WaitTimeoutError",
+    "WorkloadFailedError",
     "api_error",
 ]
 
@@ -126,6 +128,47 @@ class ApiError(VClusterError):
         self.body = body
         code = f"{status} {reason}" if status is not None else reason
         super().__init__(f"{doing}: {code}" + (f": {message}" if message else ""))
+
+
+class ManifestError(VClusterError):
+    """A manifest cannot be read, or the API refused to apply one of its objects.
+
+    ``source`` is the file (or ``<string>``, ``<dict>``), ``document`` the 1-based number of
+    the YAML document in it (``item`` the 1-based item of a ``kind: List``), ``kind`` and
+    ``name`` the object's, when known; ``problem`` says what is wrong (for a refused object,
+    the ``message`` of the API's ``Status``) and ``status`` is the API's HTTP code, if any.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        problem: str,
+        *,
+        document: int | None = None,
+        item: int | None = None,
+        kind: str | None = None,
+        name: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        self.source = source
+        self.document = document
+        self.item = item
+        self.kind = kind
+        self.name = name
+        self.problem = problem
+        self.status = status
+        where = source if document is None else f"{source}, document {document}"
+        if item is not None:
+            where += f", item {item}"
+        if kind or name:
+            where += f" ({kind or '?'} {name or '?'})"
+        super().__init__(f"{where}: {problem}")
+
+
+class WorkloadFailedError(VClusterError):
+    """A workload inside a vcluster reached a state it will not leave alone (an image that
+    cannot be pulled, a crash loop, a pod that cannot be scheduled, a failed Job); raised at
+    once by a wait instead of waiting out its timeout."""
 
 
 class RunInterruptedError(VClusterError):

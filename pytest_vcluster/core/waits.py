@@ -63,12 +63,13 @@ def wait_until(
     *,
     interval: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    fatal: tuple[type[BaseException], ...] = (StartFailedError,),
 ) -> str:
     """Poll ``check`` until it reports done; return its last description.
 
     Exceptions from the check count as "not yet" (the API may not answer during start-up)
-    and their text becomes the last-seen state, except :class:`StartFailedError`, which
-    ends the wait at once. A stopped deadline raises
+    and their text becomes the last-seen state, except those in ``fatal`` (by default
+    :class:`StartFailedError`), which end the wait at once. A stopped deadline raises
     :class:`~pytest_vcluster.core.errors.RunInterruptedError`.
     """
     seen = "nothing yet"
@@ -79,7 +80,7 @@ def wait_until(
             )
         try:
             done, seen = check()
-        except StartFailedError:
+        except fatal:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure of a check means "not ready yet"
             done, seen = False, f"{type(exc).__name__}: {exc}"
