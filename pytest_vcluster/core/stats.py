@@ -9,7 +9,6 @@ background threads.
 from __future__ import annotations
 
 import json
-import statistics
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -130,7 +129,7 @@ class Stats:
         if self.ready_seconds:
             lines.append(
                 "create/resume to ready: "
-                f"median {statistics.median(self.ready_seconds):.1f}s, "
+                f"median {percentile(self.ready_seconds, 0.5):.1f}s, "
                 f"max {max(self.ready_seconds):.1f}s over {len(self.ready_seconds)}"
             )
         waits = [float(entry["wait_seconds"]) for entry in self.setups]

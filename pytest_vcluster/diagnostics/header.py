@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from pytest_vcluster.core.commands import CommandRunner, find_tool
+from typing import TYPE_CHECKING
+
 from pytest_vcluster.core.errors import ToolNotFoundError, VClusterError
 from pytest_vcluster.settings.config import Settings, describe, describe_host
+
+if TYPE_CHECKING:
+    from pytest_vcluster.core.commands import CommandRunner
 
 __all__ = ["header_lines", "run_version", "tool_version", "tools_line"]
 
@@ -19,6 +23,9 @@ def run_version(
     tool: str, configured: str | None, runner: CommandRunner | None = None, timeout: float = 10
 ) -> tuple[str, str]:
     """The tool's path and what its version command prints; raises :class:`VClusterError`."""
+    # Imported here: the header of every pytest run loads this module, the tools only a summary.
+    from pytest_vcluster.core.commands import CommandRunner, find_tool  # noqa: PLC0415
+
     path = find_tool(tool, configured)
     result = (runner or CommandRunner()).run([path, *_VERSION_ARGS[tool]], timeout=timeout)
     return path, (result.stdout or result.stderr).strip()
