@@ -43,6 +43,8 @@ class ConfigError(VClusterError):
     def __init__(self, option: str, message: str, allowed: str | None = None) -> None:
         self.option = option
         self.allowed = allowed
+        #: What is wrong, without the option's name.
+        self.reason = message if not allowed else f"{message} (allowed: {allowed})"
         text = f"{option}: {message}"
         if allowed:
             text += f" (allowed: {allowed})"

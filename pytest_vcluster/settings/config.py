@@ -612,6 +612,7 @@ def resolve_settings(
     are taken relative to ``cli_dir`` (invocation directory) or ``ini_dir`` (the ini file's).
     """
     values: dict[str, object] = {}
+    versions_raw: _Raw | None = None
     file: _SettingsFile | None = None
     file_raw = _pick(
         option_spec("settings-file"), cli=cli, ini=ini, env=env, cli_dir=cli_dir, ini_dir=ini_dir
@@ -631,11 +632,14 @@ def resolve_settings(
                 load_values_file(path, option=raw.where)
             values["values_files"] = files
             continue
+        if spec.kind == "versions":
+            versions_raw = raw  # parsed below: what it may name depends on the version map
+            continue
         values[spec.attr] = _parse_one(spec, raw)
-    if values.get("versions") == ALL_VERSIONS:
-        version_map = values.get("version_map")
-        values["versions"] = served_versions(
-            version_map if isinstance(version_map, Mapping) else {}
+    if versions_raw is not None:
+        found = values.get("version_map")
+        values["versions"] = _parse_versions(
+            versions_raw, found if isinstance(found, Mapping) else {}
         )
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_combinations(settings)
@@ -656,11 +660,28 @@ _PARSERS: Mapping[str, Callable[[str, _Raw], object]] = {
     "path": lambda text, raw: _path(raw, text, must_exist=True),
     "seconds": lambda text, raw: _parse_seconds(text, raw.where),
     "teardown": lambda text, raw: parse_teardown(text, option=raw.where),
-    "versions": lambda text, raw: (
-        ALL_VERSIONS if text == ALL_VERSIONS else parse_version_list(text, option=raw.where)
-    ),
     "version-map": lambda text, raw: MappingProxyType(parse_version_map(text, option=raw.where)),
 }
+
+
+def _parse_versions(raw: _Raw, version_map: Mapping[str, str]) -> tuple[KubeVersion, ...]:
+    """``--vcluster-versions``: a list, or ``all`` for every served version.
+
+    A version refused (malformed, or one vcluster cannot run) names what this environment
+    serves, so the fix is one look away.
+    """
+    text = _one(raw).strip()
+    if text == ALL_VERSIONS:
+        return served_versions(version_map)
+    try:
+        return parse_version_list(text, option=raw.where)
+    except ConfigError as exc:
+        served = ", ".join(
+            f"{version} ({version_map[str(version)]})" if version_map else str(version)
+            for version in served_versions(version_map)
+        )
+        where = "the version map here" if version_map else "vcluster"
+        raise ConfigError(raw.where, f"{exc.reason}; {where} serves {served}") from None
 
 
 def _parse_one(spec: OptionSpec, raw: _Raw) -> object:

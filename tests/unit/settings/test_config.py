@@ -296,3 +296,43 @@ def test_an_output_file_in_a_folder_that_takes_no_files_is_a_config_error(
         resolve(tmp_path, cli={"vcluster_records": str(plain_file / "records.json")})
     deep = tmp_path / "new" / "folders" / "records.json"
     assert resolve(tmp_path, cli={"vcluster_records": str(deep)}).records == deep
+
+
+@pytest.mark.parametrize(
+    ("versions", "message"),
+    [
+        (
+            "1.29",
+            r"1.29 is not supported by vcluster .*; the version map here serves 1.33 \(v1.33.13\), 1.36 \(v1.36.3\)",
+        ),
+        (
+            "1.30",
+            r"1.30 is not served here: the version map serves 1.33 \(v1.33.13\), 1.36 \(v1.36.3\)",
+        ),
+    ],
+)
+def test_a_version_not_served_names_the_served_ones(
+    tmp_path: Path, versions: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"--vcluster-versions: .*{message}"):
+        resolve(
+            tmp_path,
+            cli={
+                "vcluster_versions": versions,
+                "vcluster_version_map": "1.33=v1.33.13,1.36=v1.36.3",
+            },
+        )
+
+
+def test_all_versions_are_the_served_ones(tmp_path: Path) -> None:
+    mapped = resolve(
+        tmp_path,
+        cli={"vcluster_versions": "all", "vcluster_version_map": "1.36=v1.36.3,1.33=v1.33.13"},
+    )
+    assert mapped.versions == (KubeVersion(1, 33), KubeVersion(1, 36))
+    unmapped = resolve(tmp_path, cli={"vcluster_versions": "all"})
+    assert [str(v) for v in unmapped.versions] == [f"1.{m}" for m in range(30, 37)]
+    exact = resolve(
+        tmp_path, cli={"vcluster_versions": "v1.35.1", "vcluster_version_map": "1.33=v1.33.13"}
+    )
+    assert exact.versions == (KubeVersion(1, 35, 1),)  # an exact release names its own image
