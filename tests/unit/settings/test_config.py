@@ -303,7 +303,8 @@ def test_an_output_file_in_a_folder_that_takes_no_files_is_a_config_error(
     [
         (
             "1.29",
-            r"1.29 is not supported by vcluster .*; the version map here serves 1.33 \(v1.33.13\), 1.36 \(v1.36.3\)",
+            r"1.29 is not supported by vcluster .*; the version map here serves "
+            r"1.33 \(v1.33.13\), 1.36 \(v1.36.3\)",
         ),
         (
             "1.30",
