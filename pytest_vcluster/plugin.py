@@ -260,15 +260,14 @@ class _XdistController:
         return leftover_hint(self.config.stash[SETTINGS_KEY], self.waiting_for)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """At a worker's first vcluster test: hold the host for the workers, take the signals.
+        """At a worker's first vcluster test: hold the host for the workers.
 
-        Until then the run may not use vclusters at all, and the controller stays out of it.
+        Until then the run may not use vclusters at all, and the host is none of its business.
         """
         config = self.config
         if not getattr(report, "vcluster", False) or config.stash.get(HOLDING_KEY, False):
             return
         config.stash[HOLDING_KEY] = True
-        _take_signals(config)
         try:
             # The workers hold it too; the controller's lease keeps it between them.
             _host(config).hold()
@@ -334,8 +333,16 @@ def pytest_configure_node(node: object) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Keep the session: a signal asks it to stop after the current test."""
-    session.config._vcluster_session = session  # type: ignore[attr-defined]
+    """Keep the session: a signal asks it to stop after the current test.
+
+    An xdist controller takes the signals now: it never sees its workers' fixtures, and a
+    Ctrl-C while a worker creates its first cluster must still wait for that worker's
+    teardown instead of letting pytest-xdist stop it halfway.
+    """
+    config = session.config
+    config._vcluster_session = session  # type: ignore[attr-defined]
+    if _is_xdist_controller(config) and not config.option.collectonly:
+        _take_signals(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
