@@ -7,6 +7,7 @@ here points at the stack rather than at the plugin.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .stack import Stack
+from .stack import Stack, StackMissingError, load_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -122,93 +123,142 @@ def test_host_node_ready_and_system_pods_running(stack: Stack, host: Path) -> No
     wait_until("every kube-system and local-path-storage pod Running", all_running, 180)
 
 
-@pytest.mark.parametrize("minor", ["1.34", "1.33"])
-def test_vcluster_lifecycle_per_version(
-    stack: Stack, host: Path, minor: str, tmp_path: Path
-) -> None:
-    version = stack.version_map[minor]
-    name = f"smoke-{minor.replace('.', '-')}"
-    namespace = f"vcluster-{name}"
-    vcluster = stack.tool("vcluster")
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Spreads the stack's served versions over the two per-version tests: the default and the
+    oldest get the whole lifecycle, every other one a cluster that reports its version, so each
+    version the stack serves runs in one vcluster and none twice."""
+    if "minor" not in metafunc.fixturenames:
+        return
+    try:
+        minors = load_stack().minors
+    except StackMissingError:
+        # One case each, which the stack fixture fails with the fix: never a silent skip.
+        metafunc.parametrize("minor", ["no-stack"])
+        return
+    lifecycle = list(dict.fromkeys([*minors[:1], *minors[-1:]]))
+    chosen = (
+        lifecycle
+        if metafunc.function is test_vcluster_lifecycle_per_version
+        else [m for m in minors if m not in lifecycle]
+    )
+    metafunc.parametrize("minor", chosen)
 
-    def vcluster_cli(*args: str, timeout: float = 300) -> str:
+
+def virtual_args(kubeconfig: Path) -> list[str]:
+    """kubectl arguments for a vcluster's kubeconfig: its certificate is for localhost, and the
+    kubeconfig points at 127.0.0.1."""
+    return ["--kubeconfig", str(kubeconfig), "--tls-server-name", "localhost"]
+
+
+class SmokeCluster:
+    """A vcluster of one served version, driven with the vcluster CLI and kubectl only."""
+
+    def __init__(self, stack: Stack, host: Path, minor: str) -> None:
+        self.stack = stack
+        self.host = host
+        self.version = stack.version_map[minor]
+        self.name = f"smoke-{minor.replace('.', '-')}"
+        self.namespace = f"vcluster-{self.name}"
+
+    def cli(self, *args: str, timeout: float = 300) -> str:
         return run(
-            stack,
+            self.stack,
             "env",
-            f"KUBECONFIG={host}",
+            f"KUBECONFIG={self.host}",
             "VCLUSTER_SKIP_VERSION_CHECK=true",
-            vcluster,
+            self.stack.tool("vcluster"),
             *args,
             timeout=timeout,
         )
 
-    started = time.monotonic()
-    vcluster_cli(
-        "create",
-        name,
-        "-n",
-        namespace,
-        "--connect=false",
-        "--driver",
-        "helm",
-        "--local-chart-dir",
-        stack.chart_dir,
-        "-f",
-        stack.values_file,
-        "--set",
-        f"controlPlane.distro.k8s.image.tag={version}",
-    )
+    def create(self) -> None:
+        self.cli(
+            "create",
+            self.name,
+            "-n",
+            self.namespace,
+            "--connect=false",
+            "--driver",
+            "helm",
+            "--local-chart-dir",
+            self.stack.chart_dir,
+            "-f",
+            self.stack.values_file,
+            "--set",
+            f"controlPlane.distro.k8s.image.tag={self.version}",
+        )
 
-    def control_plane_ready() -> tuple[bool, str]:
-        pods = kubectl_json(
-            stack, host, "-n", namespace, "get", "pods", "-l", f"app=vcluster,release={name}"
+    def control_plane_pods(self) -> list[dict[str, Any]]:
+        selector = f"app=vcluster,release={self.name}"
+        items: list[dict[str, Any]] = kubectl_json(
+            self.stack, self.host, "-n", self.namespace, "get", "pods", "-l", selector
         )["items"]
+        return items
+
+    def control_plane_ready(self) -> tuple[bool, str]:
+        pods = self.control_plane_pods()
         if not pods:
             return False, "no control-plane pod yet"
         conds = {c["type"]: c["status"] for c in pods[0]["status"].get("conditions", [])}
         return conds.get("Ready") == "True", f"{pods[0]['status'].get('phase')} {conds}"
 
-    wait_until(f"vcluster {name} control-plane pod Ready", control_plane_ready, 300)
-    secret = kubectl_json(stack, host, "-n", namespace, "get", "secret", f"vc-{name}")
-    kubeconfig_text = base64.b64decode(secret["data"]["config"]).decode()
-    pod_name = kubectl_json(
-        stack, host, "-n", namespace, "get", "pods", "-l", f"app=vcluster,release={name}"
-    )["items"][0]["metadata"]["name"]
-    forward = PortForward(stack, host, namespace, f"pod/{pod_name}", 8443)
-    try:
-        virtual = tmp_path / "virtual.kubeconfig"
-        virtual.write_text(
-            kubeconfig_text.replace("https://localhost:8443", f"https://127.0.0.1:{forward.port}")
+    def wait_ready(self) -> None:
+        wait_until(f"vcluster {self.name} control-plane pod Ready", self.control_plane_ready, 300)
+
+    @contextlib.contextmanager
+    def connected(self, tmp_path: Path) -> Iterator[Path]:
+        """A kubeconfig of the virtual API, through a port-forward to the control plane that
+        lasts for the block (see virtual_args); the API answers /readyz when the block starts."""
+        secret = kubectl_json(
+            self.stack, self.host, "-n", self.namespace, "get", "secret", f"vc-{self.name}"
         )
-        virtual.chmod(0o600)
-
-        def api_ready() -> tuple[bool, str]:
-            out = subprocess.run(
-                [
-                    stack.tool("kubectl"),
-                    "--kubeconfig",
-                    str(virtual),
-                    "--tls-server-name",
-                    "localhost",
-                    "get",
-                    "--raw",
-                    "/readyz",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=20,
-                check=False,
+        kubeconfig_text = base64.b64decode(secret["data"]["config"]).decode()
+        pod_name = self.control_plane_pods()[0]["metadata"]["name"]
+        forward = PortForward(self.stack, self.host, self.namespace, f"pod/{pod_name}", 8443)
+        try:
+            virtual = tmp_path / f"{self.name}.kubeconfig"
+            virtual.write_text(
+                kubeconfig_text.replace(
+                    "https://localhost:8443", f"https://127.0.0.1:{forward.port}"
+                )
             )
-            return out.stdout.strip() == "ok", out.stdout + out.stderr
+            virtual.chmod(0o600)
+            vk = virtual_args(virtual)
 
-        wait_until("virtual API /readyz", api_ready, 180)
+            def api_ready() -> tuple[bool, str]:
+                out = subprocess.run(
+                    [self.stack.tool("kubectl"), *vk, "get", "--raw", "/readyz"],
+                    capture_output=True,
+                    text=True,
+                    timeout=20,
+                    check=False,
+                )
+                return out.stdout.strip() == "ok", out.stdout + out.stderr
+
+            wait_until("virtual API /readyz", api_ready, 180)
+            yield virtual
+        finally:
+            forward.close()
+
+    def server_version(self, vk: list[str]) -> str:
+        """``gitVersion`` of the virtual API server's /version."""
+        out = run(self.stack, self.stack.tool("kubectl"), *vk, "version", "-o", "json")
+        return str(json.loads(out)["serverVersion"]["gitVersion"])
+
+
+def test_vcluster_lifecycle_per_version(
+    stack: Stack, host: Path, minor: str, tmp_path: Path
+) -> None:
+    cluster = SmokeCluster(stack, host, minor)
+    name, namespace, version = cluster.name, cluster.namespace, cluster.version
+    started = time.monotonic()
+    cluster.create()
+    cluster.wait_ready()
+    with cluster.connected(tmp_path) as virtual:
+        vk = virtual_args(virtual)
         ready_seconds = time.monotonic() - started
         print(f"\nvcluster {name} ({version}) create-to-ready {ready_seconds:.1f}s")
-        vk = ["--kubeconfig", str(virtual), "--tls-server-name", "localhost"]
-        server = json.loads(run(stack, stack.tool("kubectl"), *vk, "version", "-o", "json"))[
-            "serverVersion"
-        ]
-        assert server["gitVersion"] == version
+        assert cluster.server_version(vk) == version
 
         run(
             stack,
@@ -241,18 +291,14 @@ def test_vcluster_lifecycle_per_version(
         finally:
             web.close()
         assert "pytest-vcluster workload" in body
-    finally:
-        forward.close()
 
-    vcluster_cli("pause", name, "-n", namespace, "--driver", "helm")
-    listed = json.loads(vcluster_cli("list", "--output", "json", "--driver", "helm"))
+    cluster.cli("pause", name, "-n", namespace, "--driver", "helm")
+    listed = json.loads(cluster.cli("list", "--output", "json", "--driver", "helm"))
     assert any(v["Name"] == name and v["Status"] == "Paused" for v in listed), listed
-    vcluster_cli("resume", name, "-n", namespace, "--driver", "helm")
-    wait_until(f"vcluster {name} Ready again after resume", control_plane_ready, 300)
+    cluster.cli("resume", name, "-n", namespace, "--driver", "helm")
+    wait_until(f"vcluster {name} Ready again after resume", cluster.control_plane_ready, 300)
 
-    vcluster_cli(
-        "delete", name, "-n", namespace, "--driver", "helm", "--delete-namespace", "--wait"
-    )
+    cluster.cli("delete", name, "-n", namespace, "--driver", "helm", "--delete-namespace", "--wait")
 
     def namespace_gone() -> tuple[bool, str]:
         out = subprocess.run(
@@ -265,3 +311,22 @@ def test_vcluster_lifecycle_per_version(
         return out.returncode != 0 and "NotFound" in out.stderr, out.stdout + out.stderr
 
     wait_until(f"namespace {namespace} deleted", namespace_gone, 180)
+
+
+def test_served_version_reports_itself(
+    stack: Stack, host: Path, minor: str, tmp_path: Path
+) -> None:
+    """A served version the lifecycle test leaves out: one cluster, whose /version must be the
+    tag the stack's version map names for it."""
+    cluster = SmokeCluster(stack, host, minor)
+    started = time.monotonic()
+    cluster.create()
+    try:
+        cluster.wait_ready()
+        with cluster.connected(tmp_path) as virtual:
+            print(f"\nvcluster {cluster.name} ready after {time.monotonic() - started:.1f}s")
+            assert cluster.server_version(virtual_args(virtual)) == cluster.version
+    finally:
+        # Not waited for: the lifecycle test proves deletion, and the host goes at the end.
+        cluster.cli("delete", cluster.name, "-n", cluster.namespace, "--driver", "helm",
+                    "--delete-namespace")  # fmt: skip
