@@ -230,9 +230,20 @@ class SharedKindHost:
         record.create_seconds = round(time.monotonic() - started, 1)
 
     def _remove_partial(self, kind: KindHost) -> None:
+        # A `kind create` stopped halfway leaves Docker still starting its node container, and a
+        # delete racing that start can leave the container behind: delete until kind no
+        # longer lists the cluster (seen on a loaded machine with a large node image).
+        deadline = Deadline(60)
         try:
+            while kind.exists() and not deadline.expired:
+                try:
+                    kind.delete()
+                except VClusterError:
+                    if deadline.expired:
+                        raise
+                time.sleep(1)
             if kind.exists():
-                kind.delete()
+                log.warning("kind still lists %s after deleting it for 60s", self.name)
         except BaseException as exc:  # noqa: BLE001 - the original failure is the one to report
             log.warning(
                 "could not remove the half-created kind host %s (%s); remove it with "
