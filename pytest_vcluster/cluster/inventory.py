@@ -360,6 +360,7 @@ def take_inventory(
             )
             if deadline.stopped or (not done and deadline.expired):
                 _give_up(resources, list(pending.values()), timeout, stopped=deadline.stopped)
+            out_of_time: list[Resource] = []
             for future in done:
                 resource = pending.pop(future)
                 try:
@@ -368,8 +369,11 @@ def take_inventory(
                 except Exception as exc:  # noqa: BLE001 - any failure leaves the resource unlisted
                     if deadline.expired:
                         # It failed for want of time, not because it cannot be listed.
-                        _give_up(resources, [resource, *pending.values()], timeout, stopped=False)
-                    unlisted[str(resource)] = str(api_error(f"listing {resource}", exc))
+                        out_of_time.append(resource)
+                    else:
+                        unlisted[str(resource)] = str(api_error(f"listing {resource}", exc))
+            if out_of_time:
+                _give_up(resources, [*out_of_time, *pending.values()], timeout, stopped=False)
     finally:
         # Requests still running end by their own timeout; nobody waits for them.
         pool.shutdown(wait=False, cancel_futures=True)

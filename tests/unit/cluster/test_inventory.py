@@ -458,7 +458,7 @@ def test_an_inventory_that_runs_past_its_deadline_names_what_it_still_lists() ->
 
     def slow(method: str, path: str, query: Any, body: Any) -> tuple[int, Any] | None:
         if path == "/api/v1/pods":
-            time.sleep(1.5)
+            time.sleep(3)
         return None
 
     cluster.handlers.append(slow)
@@ -466,7 +466,7 @@ def test_an_inventory_that_runs_past_its_deadline_names_what_it_still_lists() ->
     with pytest.raises(WaitTimeoutError) as caught:
         take_inventory(cluster, timeout=0.3)
 
-    assert time.monotonic() - started < 1.2, "the inventory waited for the slow request"
+    assert time.monotonic() - started < 2.5, "the inventory waited for the slow request"
     text = str(caught.value)
     assert "timed out after 0.3s waiting for an inventory" in text
     assert "still listing pods" in text

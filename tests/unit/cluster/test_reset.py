@@ -7,6 +7,7 @@ in the clock.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from pytest_vcluster.cluster.reset import (
     host_namespace_clean,
     reset,
 )
-from pytest_vcluster.core.errors import VClusterError, WaitTimeoutError
+from pytest_vcluster.core.errors import RunInterruptedError, VClusterError, WaitTimeoutError
 
 ADMISSION = "admissionregistration.k8s.io"
 
@@ -518,3 +519,18 @@ def test_host_pods_still_terminating_are_forced_only_when_asked() -> None:
     ]  # fmt: skip
     assert check.extra == {"pods": ("db-x-t1-x-vc",)}
     assert not check.clean
+
+
+def test_an_interrupted_run_stops_the_reset() -> None:
+    cluster = fresh_cluster()
+    baseline = take_inventory(cluster, timeout=10)
+    cluster.add("configmaps", "held", "default", finalizers=("example.com/keep",))
+    stop = threading.Event()
+    clock = FakeClock()
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        stop.set()  # Ctrl-C while the reset waits
+
+    with pytest.raises(RunInterruptedError, match="interrupted"):
+        reset(cluster, baseline, timeout=60, clock=clock, sleep=sleep, stop=stop)
