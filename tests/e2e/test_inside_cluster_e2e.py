@@ -275,7 +275,7 @@ def inner_run(stack: Stack, kind_host: str, tmp_path_factory: pytest.TempPathFac
     env = stack.env()
     env.update(EXAMPLE_HTTP_IMAGE=stack.workload_image, EXAMPLE_HTTP_PORT="8080")
     command = [
-        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-v",
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-v", "--durations=0",
         *stack.plugin_args(), f"--vcluster-host-name={kind_host}", "--vcluster-versions=all",
     ]  # fmt: skip
     started = time.monotonic()
