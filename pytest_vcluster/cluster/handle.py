@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes import client
 
 from pytest_vcluster.cluster import conditions, manifests
+from pytest_vcluster.cluster.recycling import Baseline
 from pytest_vcluster.cluster.tools import Arg, ClusterTools
 from pytest_vcluster.connect import port_forward as portforward
 from pytest_vcluster.connect.port_forward import Forward
@@ -47,6 +48,9 @@ class VCluster:
         helm_binary: the helm that :meth:`helm` and :meth:`helm_install` run (a path, or a
             name on PATH; None: ``helm`` on PATH). The plugin sets ``--vcluster-helm-binary``.
         kubectl_binary: the kubectl that :meth:`kubectl` runs (None: ``kubectl`` on PATH).
+        recycled: True when this cluster served an earlier test and was reset to the state it
+            had when first Ready, and the reset was proven, before this test got it.
+        tests_before: how many tests used this cluster before the current one (0: fresh).
     """
 
     name: str
@@ -62,6 +66,12 @@ class VCluster:
     phases: tuple[tuple[str, float], ...] = ()
     helm_binary: str | None = None
     kubectl_binary: str | None = None
+    recycled: bool = False
+    tests_before: int = 0
+    #: The inventory of the cluster when it first became Ready (None: it is never recycled).
+    _baseline: Baseline | None = field(default=None, repr=False)
+    #: Set once the cluster was paused: its control plane restarted, so it is never recycled.
+    _was_paused: bool = field(default=False, repr=False)
     _pause: Callable[[], None] | None = field(default=None, repr=False)
     _resume: Callable[[], None] | None = field(default=None, repr=False)
     _tools: ClusterTools | None = field(default=None, repr=False)

@@ -42,6 +42,7 @@ from pytest_vcluster.cluster.probes import (
     service_account,
     wait_for,
 )
+from pytest_vcluster.cluster.recycling import RecycleResult, reset_to_baseline, take_baseline
 from pytest_vcluster.core.api import API_TIMEOUT
 from pytest_vcluster.core.commands import CommandRunner
 from pytest_vcluster.core.errors import (
@@ -257,10 +258,91 @@ class VClusterManager:
                     "%s", attempt, START_ATTEMPTS, transient.error,
                 )  # fmt: skip
                 continue
+            if spec.recycle and not handle.reused:
+                self._take_baseline(handle)
             if spec.manifests:
                 self._apply_manifests(handle, spec, teardown_on_error)
             return handle
         raise AssertionError("unreachable: the last attempt never retries")  # pragma: no cover
+
+    def _take_baseline(self, handle: VCluster) -> None:
+        """Record what a fresh cluster holds, so that it can be recycled after its test.
+
+        Before the marker's manifests: a recycled cluster gets them applied again. A cluster
+        without a baseline is simply deleted after its test, so a failure here is no error.
+        """
+        try:
+            handle._baseline = take_baseline(
+                handle.api_client,
+                self.host_api,
+                handle.namespace,
+                timeout=self.settings.reset_timeout,
+                stop=interrupts.cancel,
+            )
+        except RunInterruptedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - not recyclable, nothing worse
+            log.warning("vcluster %s cannot be recycled: %s", handle.name, exc)
+            return
+        log.info(
+            "vcluster %s baseline: %d objects in %.2fs",
+            handle.name, len(handle._baseline.inventory), handle._baseline.seconds,
+        )  # fmt: skip
+
+    def can_recycle(self, handle: VCluster) -> bool:
+        """True if ``handle`` may be reset and handed on: it has a baseline, it was never
+        paused (its control plane restarted), and this manager still holds its connection."""
+        with self._lock:
+            connected = handle.name in self._connections
+        return connected and handle._baseline is not None and not handle._was_paused
+
+    def recycle(self, handle: VCluster, spec: VClusterSpec) -> RecycleResult:
+        """Reset ``handle`` to its baseline and prove it; on success it is ready for the next
+        test of ``spec`` (the marker's manifests applied again). On failure nothing is torn
+        down: the caller deletes it (:meth:`finish`)."""
+        baseline = handle._baseline
+        if baseline is None or not self.can_recycle(handle):
+            return RecycleResult(False, ("no baseline, paused, or not connected",), 0.0)
+        self._track(handle.name, handle.namespace, "resetting")
+        result = reset_to_baseline(
+            handle.api_client,
+            self.host_api,
+            handle.namespace,
+            baseline,
+            timeout=self.settings.reset_timeout,
+            stop=interrupts.cancel,
+        )
+        if result.recycled and spec.manifests:
+            from pytest_vcluster.cluster.manifests import apply_manifests  # noqa: PLC0415
+
+            try:
+                for path in spec.manifests:
+                    apply_manifests(handle.api_client, path, timeout=spec.ready_timeout)
+            except VClusterError as exc:
+                result = RecycleResult(
+                    False, (f"applying the manifests again: {exc}",), result.seconds
+                )
+        self.stats.record_reset(
+            {
+                "name": handle.name,
+                "test": spec.test,
+                "seconds": round(result.seconds, 3),
+                "clean": result.recycled,
+                "reasons": list(result.reasons[:10]),
+            }
+        )
+        if result.recycled:
+            handle.recycled = True
+            handle.tests_before += 1
+            self._track(handle.name, handle.namespace, "in use")
+            self.stats.record("recycled")
+            log.info("vcluster %s recycled in %.2fs", handle.name, result.seconds)
+        else:
+            log.info(
+                "vcluster %s not recycled (deleted instead): %s",
+                handle.name, "; ".join(result.reasons[:3]),
+            )  # fmt: skip
+        return result
 
     def _apply_manifests(
         self, handle: VCluster, spec: VClusterSpec, teardown_on_error: TeardownMode
@@ -419,6 +501,7 @@ class VClusterManager:
                 "its state: ask for a persistent cluster with "
                 "@pytest.mark.vcluster(persistent=True) or vcluster_factory(persistent=True)"
             )
+        handle._was_paused = True
         pausing.pause(self.host_api, handle.name, handle.namespace)
         self.namespaces.mark(handle.namespace, "paused")
         self.stats.record("paused")

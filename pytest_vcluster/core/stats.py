@@ -17,7 +17,7 @@ from typing import Any
 
 __all__ = ["EVENTS", "Stats", "percentile"]
 
-EVENTS = ("created", "resumed", "paused", "deleted", "kept", "failed")
+EVENTS = ("created", "resumed", "recycled", "paused", "deleted", "kept", "failed")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -41,6 +41,8 @@ class Stats:
     notes: list[str] = field(default_factory=list)
     #: Starts retried after a transient crash: the test, the reason and the crashed logs.
     retries: list[dict[str, Any]] = field(default_factory=list)
+    #: Recycling resets: the cluster, the test it served, seconds, clean or not and why not.
+    resets: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, event: str, ready_seconds: float | None = None) -> None:
@@ -81,6 +83,11 @@ class Stats:
         with self._lock:
             self.retries.append(entry)
 
+    def record_reset(self, entry: dict[str, Any]) -> None:
+        """One reset of a cluster to its baseline, proven clean (recycled) or not (deleted)."""
+        with self._lock:
+            self.resets.append(entry)
+
     def note(self, line: str) -> None:
         """A line for the terminal summary (e.g. what the reaper removed)."""
         with self._lock:
@@ -96,6 +103,7 @@ class Stats:
             self.teardowns.extend(data.get("teardowns", []))
             self.notes.extend(str(line) for line in data.get("notes", []))
             self.retries.extend(data.get("retries", []))
+            self.resets.extend(data.get("resets", []))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy (xdist sends it from workers to the controller)."""
@@ -108,6 +116,7 @@ class Stats:
                 "teardowns": list(self.teardowns),
                 "notes": list(self.notes),
                 "retries": list(self.retries),
+                "resets": list(self.resets),
             }
 
     def write(self, path: Path) -> None:
@@ -118,7 +127,7 @@ class Stats:
     @property
     def empty(self) -> bool:
         """True when nothing was recorded."""
-        return not self.counts and not self.setups and not self.notes and not self.retries
+        return not (self.counts or self.setups or self.notes or self.retries or self.resets)
 
     def summary_lines(self) -> list[str]:
         """Lines for the terminal summary."""
@@ -135,11 +144,24 @@ class Stats:
         waits = [float(entry["wait_seconds"]) for entry in self.setups]
         if waits:
             prepared = sum(1 for entry in self.setups if entry["source"] == "prepared")
+            recycled = sum(1 for entry in self.setups if entry["source"] == "recycled")
             lines.append(
                 f"tests waited for their vcluster: p50 {percentile(waits, 0.5):.1f}s, "
                 f"p95 {percentile(waits, 0.95):.1f}s over {len(waits)} "
-                f"({prepared} prepared ahead)"
+                f"({prepared} prepared ahead, {recycled} recycled)"
             )
+        if self.resets:
+            seconds = [float(entry["seconds"]) for entry in self.resets]
+            unclean = [entry for entry in self.resets if not entry["clean"]]
+            lines.append(
+                f"resets for recycling: p50 {percentile(seconds, 0.5):.1f}s, "
+                f"p95 {percentile(seconds, 0.95):.1f}s over {len(seconds)}; "
+                f"{len(unclean)} not proven clean (those clusters were deleted)"
+            )
+            lines += [
+                f"  {entry['name']} after {entry['test']}: {(entry['reasons'] or ['?'])[0]}"
+                for entry in unclean[:3]
+            ]
         if self.retries:
             lines.append(
                 f"vcluster starts retried after a transient crash: {len(self.retries)} "

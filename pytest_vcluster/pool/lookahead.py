@@ -9,6 +9,13 @@ ready already, still starting (then it waits), or, when nothing was prepared, on
 the spot. Each prepared cluster goes to one test only; clusters nobody took are deleted at
 the end. :meth:`ClusterPool.release` tears a cluster down in the background while the next
 test runs, and :meth:`ClusterPool.close` waits for every teardown and reports failures.
+
+Recycling: a cluster that would be deleted after its test, while a later test of this
+process wants one of the same spec, is reset to its baseline in the background instead
+(:meth:`Manager.recycle`). Until the reset is proven it is a spare like any other preparation,
+so the lookahead assigns it to an upcoming test rather than creating one, and a create still
+queued for that test is cancelled. A reset that fails deletes the cluster, and whoever waited
+for it gets a new one.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any, Protocol
 
 from pytest_vcluster.cluster.handle import VCluster
 from pytest_vcluster.cluster.lifecycle import TeardownAction
+from pytest_vcluster.cluster.recycling import RecycleResult
 from pytest_vcluster.core.errors import VClusterError
 from pytest_vcluster.core.interrupts import interrupts
 from pytest_vcluster.core.progress import Progress
@@ -52,6 +60,14 @@ class Manager(Protocol):
 
     def hand_over(self, handle: VCluster, test: str) -> None: ...
 
+    def can_recycle(self, handle: VCluster) -> bool: ...
+
+    def recycle(self, handle: VCluster, spec: VClusterSpec) -> RecycleResult: ...
+
+
+class _NotRecycled(Exception):
+    """A reset that did not prove the cluster clean: it is deleted, a new one takes its place."""
+
 
 def _interchangeable(made: VClusterSpec, wanted: VClusterSpec) -> bool:
     # The spec hash leaves the volume choice out (for resuming paused clusters); a prepared
@@ -64,6 +80,18 @@ class _Preparation:
     nodeid: str
     spec: VClusterSpec
     future: concurrent.futures.Future[VCluster]
+    #: The cluster being reset for recycling (None: a create). A reset is never cancelled,
+    #: or nobody would delete its cluster.
+    recycling: VCluster | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Done, with a cluster to hand over."""
+        return self.future.done() and not self.future.cancelled() and not self.future.exception()
+
+    def fits(self, spec: VClusterSpec) -> bool:
+        """True if this preparation may serve a test of ``spec``."""
+        return _interchangeable(self.spec, spec) and (spec.recycle or self.recycling is None)
 
 
 @dataclass(frozen=True)
@@ -97,6 +125,9 @@ class ClusterPool:
     # Reentrant: a future that is done already runs its callback (which locks) at once.
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _closed: bool = False
+    #: The spec each handed-out cluster was taken for (what :meth:`release` recycles it as).
+    _specs: dict[VCluster, VClusterSpec] = field(default_factory=dict)
+    _recycles: int = 0
 
     def __post_init__(self) -> None:
         self._creators = concurrent.futures.ThreadPoolExecutor(
@@ -120,29 +151,71 @@ class ClusterPool:
         wanted = view.wanted(self.lookahead)
         with self._lock:
             for nodeid, spec in wanted:
-                if nodeid in self._preparations:
+                existing = self._preparations.get(nodeid)
+                if existing is not None:
+                    self._prefer_recycled(existing, spec, view.will_run)
                     continue
                 if self._failures.get(spec.spec_hash, 0) >= _MAX_FAILED_PREPARATIONS:
                     continue
                 spare = self._spare_for(spec, view.will_run)
                 if spare is not None:
                     # A cluster made for a test that will not run here serves this one.
-                    del self._preparations[spare.nodeid]
-                    spare.nodeid = nodeid
-                    self._preparations[nodeid] = spare
+                    self._reassign(spare, nodeid)
                     continue
                 self._submit(nodeid, spec)
 
+    def _prefer_recycled(
+        self, existing: _Preparation, spec: VClusterSpec, will_run: Callable[[str], bool]
+    ) -> None:
+        """Give a test whose create has not started a cluster being recycled instead."""
+        if existing.recycling is not None or not spec.recycle or existing.future.running():
+            return
+        spare = self._spare_for(spec, will_run, recycled_only=True)
+        if spare is not None and existing.future.cancel():
+            del self._preparations[existing.nodeid]
+            self._reassign(spare, existing.nodeid)
+
+    def _reassign(self, preparation: _Preparation, nodeid: str) -> None:
+        del self._preparations[preparation.nodeid]
+        preparation.nodeid = nodeid
+        self._preparations[nodeid] = preparation
+
     def _spare_for(
-        self, spec: VClusterSpec, will_run: Callable[[str], bool], taker: str | None = None
+        self,
+        spec: VClusterSpec,
+        will_run: Callable[[str], bool],
+        taker: str | None = None,
+        *,
+        recycled_only: bool = False,
     ) -> _Preparation | None:
-        """A cluster prepared for a test that will not run here (any more) and fits ``spec``."""
-        for preparation in self._preparations.values():
-            if preparation.nodeid == taker or will_run(preparation.nodeid):
-                continue
-            if _interchangeable(preparation.spec, spec):
-                return preparation
-        return None
+        """A cluster prepared for a test that will not run here (any more) or being recycled,
+        that fits ``spec``: one ready first, then one being recycled, then any."""
+        found = [
+            preparation
+            for preparation in self._preparations.values()
+            if preparation.nodeid != taker
+            and not will_run(preparation.nodeid)
+            and preparation.fits(spec)
+            and (preparation.recycling is not None or not recycled_only)
+        ]
+        found.sort(key=lambda p: (not p.ready, p.recycling is None))
+        return found[0] if found else None
+
+    def _ready_for(
+        self, spec: VClusterSpec, will_run: Callable[[str], bool], taker: str
+    ) -> _Preparation | None:
+        """A ready cluster that fits ``spec``: a spare first, else a recycled one planned for a
+        later test (a new one starting for that test is as good for it, and not ready yet)."""
+        found = [
+            preparation
+            for preparation in self._preparations.values()
+            if preparation.nodeid != taker
+            and preparation.ready
+            and preparation.fits(spec)
+            and (preparation.recycling is not None or not will_run(preparation.nodeid))
+        ]
+        found.sort(key=lambda p: (will_run(p.nodeid), p.recycling is None))
+        return found[0] if found else None
 
     def _submit(self, nodeid: str, spec: VClusterSpec) -> None:
         teardown_on_error = self.teardown_of(nodeid)
@@ -165,22 +238,36 @@ class ClusterPool:
     # -- taking and giving back -----------------------------------------------------------
 
     def take(self, nodeid: str, spec: VClusterSpec, teardown_on_error: TeardownMode) -> Taken:
-        """The cluster for this test: prepared for it, a matching spare, or a new one."""
+        """The cluster for this test: prepared for it, a ready spare (a recycled one), a
+        pending spare, or a new one."""
         started = time.monotonic()
         with self._lock:
+            view = as_view(self.upcoming())
             preparation = self._preparations.get(nodeid)
-            if preparation is None or not _interchangeable(preparation.spec, spec):
-                view = as_view(self.upcoming())
-                preparation = self._spare_for(spec, view.will_run, taker=nodeid)
+            if preparation is not None and not preparation.fits(spec):
+                preparation = None
+            if preparation is None or not preparation.ready:
+                # A cluster ready now beats one still starting, even a recycled one planned
+                # for a later test: that test is planned again. Its own preparation, if any,
+                # stays as a spare for a later test.
+                ready = self._ready_for(spec, view.will_run, taker=nodeid)
+                spare = self._spare_for(spec, view.will_run, taker=nodeid)
+                preparation = ready or preparation or spare
             if preparation is not None:
                 del self._preparations[preparation.nodeid]
         what = f"the vcluster of {nodeid}"
         got: list[VCluster] = []
-        if preparation is not None and not preparation.future.cancel():
+        # A create that has not started yet is cancelled: creating here is as fast. A reset
+        # is never cancelled (its cluster would be left), only waited for.
+        if preparation is not None and (
+            preparation.recycling is not None or not preparation.future.cancel()
+        ):
             try:
                 with self.progress.waiting(what, lambda: _phases(got)):
                     handle = preparation.future.result()
                     got.append(handle)
+            except _NotRecycled:
+                pass  # deleted; a new one below
             except BaseException as exc:
                 if not isinstance(exc, VClusterError):
                     with self._lock:
@@ -189,9 +276,11 @@ class ClusterPool:
                 raise VClusterError(
                     f"the vcluster prepared ahead for this test failed: {exc}"
                 ) from exc
-            if preparation.spec.test != spec.test:
-                self.manager.hand_over(handle, spec.test)
-            return Taken(handle, "prepared", time.monotonic() - started)
+            else:
+                if preparation.spec.test != spec.test:
+                    self.manager.hand_over(handle, spec.test)
+                source = "prepared" if preparation.recycling is None else "recycled"
+                return self._taken(handle, spec, source, started)
         try:
             with self.progress.waiting(what, lambda: _phases(got)):
                 handle = self.manager.create(spec, teardown_on_error=teardown_on_error)
@@ -199,15 +288,70 @@ class ClusterPool:
         except Exception:
             self._count_failure(spec)
             raise
-        return Taken(handle, "resumed" if handle.reused else "created", time.monotonic() - started)
+        return self._taken(handle, spec, "resumed" if handle.reused else "created", started)
+
+    def _taken(self, handle: VCluster, spec: VClusterSpec, source: str, started: float) -> Taken:
+        with self._lock:
+            self._specs[handle] = spec
+        return Taken(handle, source, time.monotonic() - started)
 
     def release(self, handle: VCluster, action: TeardownAction) -> None:
-        """Tear ``handle`` down in the background (synchronously once closed)."""
+        """Tear ``handle`` down in the background (synchronously once closed), or recycle it
+        when it would be deleted and a later test wants a cluster of its spec."""
         with self._lock:
+            spec = self._specs.pop(handle, None)
+            if (
+                action is TeardownAction.DELETE
+                and spec is not None
+                and self._recyclable(handle, spec)
+            ):
+                self._start_recycling(handle, spec)
+                return
             if not self._closed:
                 self._teardowns.append(self._reapers.submit(self.manager.finish, handle, action))
                 return
         self.manager.finish(handle, action)
+
+    def _recyclable(self, handle: VCluster, spec: VClusterSpec) -> bool:
+        if not spec.recycle or self._closed or interrupts.interrupted:
+            return False
+        if not self.manager.can_recycle(handle):
+            return False
+        # Only when a later test of this process wants the same spec: a reset nobody takes
+        # is a wasted one before the delete. Past the lookahead too: a recycled cluster is
+        # cheaper than any create.
+        view = as_view(self.upcoming())
+        wanted = view.wanted(max(self.lookahead, 1) + 4)
+        return any(other.recycle and _interchangeable(spec, other) for _, other in wanted)
+
+    def _start_recycling(self, handle: VCluster, spec: VClusterSpec) -> None:
+        """Reset ``handle`` in the background; meanwhile it is a spare for ``spec``."""
+
+        def recycle() -> VCluster:
+            try:
+                result = self.manager.recycle(handle, spec)
+            except BaseException:
+                self._delete(handle)
+                raise
+            if result.recycled:
+                return handle
+            self._delete(handle)
+            raise _NotRecycled("; ".join(result.reasons[:3]))
+
+        self._recycles += 1
+        key = f"recycled:{self._recycles}:{handle.name}"
+        future = self._reapers.submit(recycle)
+        self._preparations[key] = _Preparation(key, spec, future, recycling=handle)
+
+    def _delete(self, handle: VCluster) -> None:
+        """Delete ``handle`` in the background, or here once the pool is closing."""
+        with self._lock:
+            if not self._closed:
+                self._teardowns.append(
+                    self._reapers.submit(self.manager.finish, handle, TeardownAction.DELETE)
+                )
+                return
+        self.manager.finish(handle, TeardownAction.DELETE)
 
     def close(self) -> None:
         """Delete the clusters nobody took and wait for every teardown to end."""
@@ -219,6 +363,14 @@ class ClusterPool:
         with interrupts.shielded():
             # Cancel everything not started first, or the executor starts it once a slot frees.
             started = [p for p in preparations if not p.future.cancel()]
+            for preparation in preparations:
+                if preparation.recycling is not None and preparation.future.cancelled():
+                    # Never reset: deleted as it is.
+                    self._teardowns.append(
+                        self._reapers.submit(
+                            self.manager.finish, preparation.recycling, TeardownAction.DELETE
+                        )
+                    )
             _wait_all([p.future for p in started])
             for preparation in started:
                 if not preparation.future.done():

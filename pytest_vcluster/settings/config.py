@@ -259,6 +259,22 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="N",
     ),
     OptionSpec(
+        "recycle",
+        "After a test whose vcluster would be deleted, reset that cluster to the state it had "
+        "when first Ready, prove it against an inventory, and hand it to a later test of the "
+        "same spec instead of creating one; false deletes every cluster after its test.",
+        kind="on-off",
+        default="true",
+        metavar="BOOL",
+    ),
+    OptionSpec(
+        "reset-timeout",
+        "Seconds a recycling reset may take; a reset past it deletes the cluster instead.",
+        kind="seconds",
+        default="30",
+        metavar="SECONDS",
+    ),
+    OptionSpec(
         "parallel-creates",
         "How many vclusters one process creates at once (default: half the CPU count, at least 1).",
         kind="count",
@@ -362,6 +378,8 @@ class Settings:
     ready_timeout: float = 300.0
     delete_timeout: float = 180.0
     lookahead: int = 2
+    recycle: bool = True
+    reset_timeout: float = 30.0
     parallel_creates: int = field(default_factory=default_parallel_creates)
     fast_start: bool = True
     create_with: CreateWith = CreateWith.API
@@ -750,6 +768,7 @@ def describe(settings: Settings, keys: Sequence[str] = ()) -> str:
         "lookahead",
         "parallel_creates",
         "fast_start",
+        "recycle",
     )
     for key in keys or default_keys:
         value = getattr(settings, key)

@@ -1,7 +1,7 @@
 """The ``vcluster`` marker: its arguments, validated into one frozen object.
 
 ``@pytest.mark.vcluster(version=None, versions=None, values=None, values_file=None,
-teardown=None, timeout=None, persistent=None, manifests=None)``. Validation happens at
+teardown=None, timeout=None, persistent=None, manifests=None, recycle=None)``. Validation happens at
 collection, once per marker; a bad argument raises
 :class:`~pytest_vcluster.core.errors.ConfigError` naming it, which the plugin reports together
 with the test id.
@@ -32,12 +32,15 @@ __all__ = [
 
 MARKER_HELP = (
     "vcluster(version=None, versions=None, values=None, values_file=None, teardown=None, "
-    "timeout=None, persistent=None, manifests=None): choose the virtual cluster of this test: "
+    "timeout=None, persistent=None, manifests=None, recycle=None): choose the virtual cluster "
+    "of this test: "
     "a Kubernetes version ('1.33' or 'v1.33.4') or a list of versions to run the test once per "
     "version, chart values (a dict or a YAML file), the teardown mode (delete, pause, keep, "
     "keep-on-failure, pause-on-failure), the ready timeout in seconds, whether the cluster keeps "
     "its store on a volume so that it can be paused (default: only when the teardown mode may "
-    "pause), and manifest files or directories applied inside it before the test starts."
+    "pause), manifest files or directories applied inside it before the test starts, and "
+    "recycle=False for a freshly created cluster that is deleted after the test (never reset "
+    "and handed on)."
 )
 
 _ARGS = (
@@ -49,6 +52,7 @@ _ARGS = (
     "timeout",
     "persistent",
     "manifests",
+    "recycle",
 )
 #: What ``manifests=`` reads in a directory (the same as ``VCluster.apply``).
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -66,6 +70,7 @@ class MarkerArgs:
     timeout: float | None = None
     persistent: bool | None = None
     manifests: tuple[Path, ...] = ()
+    recycle: bool | None = None
 
 
 def _arg(name: str) -> str:
@@ -122,6 +127,7 @@ def parse_marker(
         teardown=parsed_teardown,
         timeout=check_timeout(kwargs.get("timeout"), _arg("timeout")),
         persistent=check_persistent(kwargs.get("persistent"), _arg("persistent")),
+        recycle=check_persistent(kwargs.get("recycle"), _arg("recycle")),
     )
 
 

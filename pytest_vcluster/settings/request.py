@@ -40,6 +40,8 @@ class VClusterSpec:
     ``test`` is the node id recorded as annotation; ``label`` is the readable part of the name.
     ``persistent`` clusters keep their store on a volume claim and may be paused.
     ``manifests`` are applied inside the cluster once it is ready, before a test gets it.
+    ``recycle`` says whether the test may get a recycled cluster and its cluster may be reset
+    and handed on afterwards; like the volume choice it is not part of the hash.
     """
 
     values: Mapping[str, Any]
@@ -51,6 +53,7 @@ class VClusterSpec:
     ready_timeout: float = 300.0
     persistent: bool = True
     manifests: tuple[Path, ...] = ()
+    recycle: bool = False
 
     def for_test(self, slot: str, test: str) -> VClusterSpec:
         """The same cluster recorded for another test (a prepared cluster taken by it)."""
@@ -108,6 +111,7 @@ def make_spec(
     ready_timeout: float | None = None,
     persistent: bool = True,
     manifests: tuple[Path, ...] = (),
+    recycle: bool = False,
 ) -> VClusterSpec:
     """Build a :class:`VClusterSpec` from settings and per-test (marker) choices."""
     tag = resolve_tag(version, settings.version_map) if version is not None else None
@@ -134,6 +138,7 @@ def make_spec(
         ready_timeout=ready_timeout if ready_timeout is not None else settings.ready_timeout,
         persistent=persistent,
         manifests=manifests,
+        recycle=recycle,
     )
 
 
@@ -204,6 +209,12 @@ class ClusterRequest:
             return self.marker.persistent
         return may_pause(self.teardown_mode(settings))
 
+    def recycle(self, settings: Settings) -> bool:
+        """The marker's choice, else ``--vcluster-recycle``."""
+        if self.marker.recycle is not None:
+            return self.marker.recycle
+        return settings.recycle
+
     def spec(
         self,
         settings: Settings,
@@ -230,4 +241,5 @@ class ClusterRequest:
             ready_timeout=timeout or self.marker.timeout,
             persistent=self.persistent(settings) if persistent is None else persistent,
             manifests=self.marker.manifests,
+            recycle=self.recycle(settings),
         )

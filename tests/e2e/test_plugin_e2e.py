@@ -118,7 +118,8 @@ def test_fresh_vcluster_per_test_is_isolated_and_deleted(scenario: Scenario) -> 
             assert "only-in-first" not in names
             assert "default" in names
     """)
-    result = scenario.run()
+    # A fresh cluster per test (a recycled one is tested below).
+    result = scenario.run("--vcluster-recycle=false")
     assert_outcomes(result, passed=2)
     facts = {f["test"]: f for f in scenario.facts()}
     assert facts["first"]["name"] != facts["second"]["name"]
@@ -308,7 +309,8 @@ def records_of(scenario: Scenario, path: Path) -> dict[str, Any]:
 def test_lookahead_hands_each_test_a_ready_cluster_and_leaves_none(scenario: Scenario) -> None:
     scenario.write(LOOKAHEAD_SUITE.format(count=4, work=12))
     records = scenario.pytester.path / "records.json"
-    result = scenario.run(f"--vcluster-records={records}")
+    # Lookahead alone: recycling would hand some tests the cluster of an earlier one.
+    result = scenario.run(f"--vcluster-records={records}", "--vcluster-recycle=false")
     assert_outcomes(result, passed=4)
     data = records_of(scenario, records)
     waits = sorted(setup["wait_seconds"] for setup in data["setups"])
@@ -327,9 +329,229 @@ def test_lookahead_hands_each_test_a_ready_cluster_and_leaves_none(scenario: Sce
 def test_lookahead_under_xdist_makes_at_most_one_spare_per_worker(scenario: Scenario) -> None:
     scenario.write(LOOKAHEAD_SUITE.format(count=4, work=4))
     records = scenario.pytester.path / "records.json"
-    result = scenario.run("-n", "2", f"--vcluster-records={records}")
+    result = scenario.run("-n", "2", f"--vcluster-records={records}", "--vcluster-recycle=false")
     assert_outcomes(result, passed=4)
     data = records_of(scenario, records)
     assert {setup["worker"] for setup in data["setups"]} == {"gw0", "gw1"}
     assert len(data["clusters"]) <= 4 + 2
     assert scenario.namespaces_gone([c["namespace"] for c in data["clusters"]], timeout=60)
+
+
+# -- recycling -------------------------------------------------------------------------------
+
+RECYCLE_SUITE = """
+    import json
+
+    import pytest
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from pytest_vcluster.cluster.inventory import diff, take_inventory
+
+    IMAGE = {image!r}
+    WEBHOOK = {{
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {{"name": "refuses-config-maps"}},
+        "webhooks": [{{
+            "name": "refuse.e2e.example.com",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            # Its service never exists: with Fail, every ConfigMap write in t1 is refused, the
+            # reset's own deletes included unless the webhook goes first.
+            "failurePolicy": "Fail",
+            "clientConfig": {{"service": {{"name": "nobody", "namespace": "t1", "port": 443}}}},
+            "namespaceSelector": {{"matchLabels": {{"kubernetes.io/metadata.name": "t1"}}}},
+            "rules": [{{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["*"],
+                        "resources": ["configmaps"]}}],
+        }}],
+    }}
+    MANIFESTS = '''
+    apiVersion: apiextensions.k8s.io/v1
+    kind: CustomResourceDefinition
+    metadata: {{name: widgets.e2e.example.com}}
+    spec:
+      group: e2e.example.com
+      scope: Namespaced
+      names: {{plural: widgets, singular: widget, kind: Widget}}
+      versions:
+        - name: v1
+          served: true
+          storage: true
+          schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}
+    ---
+    apiVersion: v1
+    kind: Namespace
+    metadata: {{name: t1}}
+    ---
+    apiVersion: e2e.example.com/v1
+    kind: Widget
+    metadata: {{name: w, namespace: t1}}
+    spec: {{size: 3}}
+    ---
+    apiVersion: v1
+    kind: ConfigMap
+    metadata: {{name: held, namespace: t1, finalizers: [e2e.example.com/hold]}}
+    data: {{a: b}}
+    ---
+    apiVersion: v1
+    kind: ServiceAccount
+    metadata: {{name: probe, namespace: t1}}
+    ---
+    apiVersion: rbac.authorization.k8s.io/v1
+    kind: ClusterRoleBinding
+    metadata: {{name: probe-admin}}
+    roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}
+    subjects: [{{kind: ServiceAccount, name: probe, namespace: t1}}]
+    ---
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {{name: web, namespace: t1}}
+    spec:
+      replicas: 1
+      selector: {{matchLabels: {{app: web}}}}
+      template:
+        metadata: {{labels: {{app: web}}}}
+        spec:
+          terminationGracePeriodSeconds: 30
+          containers:
+            - name: web
+              image: ''' + IMAGE + '''
+              imagePullPolicy: IfNotPresent
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {{name: web, namespace: t1}}
+    spec:
+      selector: {{app: web}}
+      ports: [{{port: 80, targetPort: 8080}}]
+    '''
+
+    def probe_token(api):
+        request = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
+        core = client.CoreV1Api(api)
+        return core.create_namespaced_service_account_token("probe", "t1", request).status.token
+
+    def can_list_with(vcluster, token):
+        configuration = client.Configuration()
+        configuration.host = vcluster.api_client.configuration.host
+        configuration.ssl_ca_cert = vcluster.api_client.configuration.ssl_ca_cert
+        configuration.api_key = {{"authorization": "Bearer " + token}}
+        with client.ApiClient(configuration) as api:
+            try:
+                client.CoreV1Api(api).list_namespace(_request_timeout=15)
+            except ApiException as exc:
+                return exc.status
+        return 200
+
+    def test_leaves_a_mess(vcluster):
+        vcluster.apply(MANIFESTS)
+        vcluster.apply(WEBHOOK)
+        vcluster.wait_for("deployment", "web", namespace="t1", timeout=120)
+        token = probe_token(vcluster.api_client)
+        assert can_list_with(vcluster, token) == 200
+        record(test="mess", name=vcluster.name, namespace=vcluster.namespace,
+               recycled=vcluster.recycled, token=token)
+
+    def test_gets_it_back_as_new(vcluster):
+        before = take_inventory(vcluster.api_client, timeout=60)
+        found = diff(vcluster._baseline.inventory, before)
+        record(test="clean", name=vcluster.name, namespace=vcluster.namespace,
+               recycled=vcluster.recycled, tests_before=vcluster.tests_before,
+               drift=found.reasons(), host_baseline={{
+                   k: sorted(v) for k, v in vcluster._baseline.host.names.items()}})
+        assert found.clean, found.reasons()
+        # Same name, new identity: the first test's token is refused.
+        vcluster.apply('''
+    apiVersion: v1
+    kind: Namespace
+    metadata: {{name: t1}}
+    ---
+    apiVersion: v1
+    kind: ServiceAccount
+    metadata: {{name: probe, namespace: t1}}
+    ''')
+        first = [json.loads(line) for line in open({out!r})][0]
+        assert can_list_with(vcluster, first["token"]) == 401
+"""
+
+
+def host_names(scenario: Scenario, namespace: str) -> dict[str, list[str]]:
+    found = {}
+    for plural in ("pods", "services", "persistentvolumeclaims"):
+        out = scenario.kubectl("get", plural, "-n", namespace, "-o", "name").stdout
+        found[plural] = sorted(line.split("/", 1)[1] for line in out.split())
+    return found
+
+
+def test_a_recycled_cluster_is_indistinguishable_from_a_fresh_one(
+    scenario: Scenario, stack: Stack
+) -> None:
+    scenario.write(RECYCLE_SUITE.format(image=stack.workload_image, out=str(scenario.out)))
+    records = scenario.pytester.path / "records.json"
+    # No lookahead: the second test takes the first one's cluster, not one made meanwhile.
+    result = scenario.run("--vcluster-lookahead=0", f"--vcluster-records={records}")
+    facts = {f["test"]: f for f in scenario.facts()}
+    clean = facts.get("clean", {})
+    print("drift:", clean.get("drift"))
+    assert_outcomes(result, passed=2)
+    data = records_of(scenario, records)
+    print("resets:", data["resets"])
+    assert (clean["name"], clean["recycled"], clean["tests_before"]) == (
+        facts["mess"]["name"],
+        True,
+        1,
+    )
+    assert [s["source"] for s in data["setups"]] == ["created", "recycled"]
+    [reset] = data["resets"]
+    assert reset["clean"] is True
+    # The host namespace was checked by the reset; after the run it is gone with the cluster.
+    assert clean["host_baseline"]["pods"]  # the control plane and CoreDNS
+    assert scenario.namespaces_gone([clean["namespace"]], timeout=120)
+    result.stdout.fnmatch_lines(
+        [
+            "vclusters: created 1, resumed 0, recycled 1, *deleted 1*",
+            "*1 recycled)",
+            "resets for recycling: p50 *s, p95 *s over 1; 0 not proven clean*",
+        ]
+    )
+
+
+def test_a_test_that_changes_the_baseline_makes_the_next_cluster_fresh(
+    scenario: Scenario,
+) -> None:
+    scenario.write("""
+        from kubernetes import client
+
+        def test_edits_default_service_account(vcluster):
+            client.CoreV1Api(vcluster.api_client).patch_namespaced_service_account(
+                "default", "default", {"metadata": {"labels": {"touched": "yes"}}})
+            record(test="sa", name=vcluster.name)
+
+        def test_edits_a_kube_system_config_map(vcluster):
+            record(test="cm", name=vcluster.name, recycled=vcluster.recycled)
+            core = client.CoreV1Api(vcluster.api_client)
+            # Not kube-root-ca.crt: its controller rewrites it, so its changes are ignored.
+            first = next(cm for cm in core.list_namespaced_config_map("kube-system").items
+                         if cm.metadata.name != "kube-root-ca.crt")
+            core.patch_namespaced_config_map(
+                first.metadata.name, "kube-system", {"metadata": {"labels": {"touched": "yes"}}})
+
+        def test_last(vcluster):
+            record(test="last", name=vcluster.name, recycled=vcluster.recycled)
+    """)
+    records = scenario.pytester.path / "records.json"
+    result = scenario.run("--vcluster-lookahead=0", f"--vcluster-records={records}")
+    assert_outcomes(result, passed=3)
+    facts = {f["test"]: f for f in scenario.facts()}
+    assert len({facts[t]["name"] for t in ("sa", "cm", "last")}) == 3
+    assert facts["cm"]["recycled"] is False
+    assert facts["last"]["recycled"] is False
+    data = records_of(scenario, records)
+    reasons = [r["reasons"] for r in data["resets"]]
+    print("resets:", data["resets"])
+    assert [r["clean"] for r in data["resets"]] == [False, False]
+    assert any("ServiceAccount default/default" in line for line in reasons[0])
+    assert any("ConfigMap kube-system/" in line for line in reasons[1])
+    assert [s["source"] for s in data["setups"]] == ["created"] * 3

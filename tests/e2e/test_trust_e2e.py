@@ -178,7 +178,7 @@ def test_interrupt_during_a_test_tears_its_cluster_down(
     assert took < 60, output
     assert host.gone(namespace), output
     assert f"interrupted by {signum.name}: tore down every vcluster this run made" in output
-    assert "vclusters: created 1, resumed 0, paused 0, deleted 1" in output
+    assert "vclusters: created 1, resumed 0, recycled 0, paused 0, deleted 1" in output
 
 
 def test_ctrl_c_during_create_removes_the_half_made_cluster(
@@ -246,7 +246,7 @@ def test_ctrl_c_during_teardown_lets_it_finish(stack: Stack, host: Host, tmp_pat
     inner.wait(timeout=90)
     output = inner.output()
     assert host.gone(namespace), output
-    assert "vclusters: created 1, resumed 0, paused 0, deleted 1" in output, output
+    assert "vclusters: created 1, resumed 0, recycled 0, paused 0, deleted 1" in output, output
 
 
 def test_ctrl_c_during_host_creation_removes_the_half_made_host(

@@ -78,6 +78,9 @@ class FakeManager:
     def finish(self, handle, action):
         pass
 
+    def can_recycle(self, handle):
+        return False
+
 
 @pytest.fixture(scope="session")
 def _vcluster_manager():

@@ -59,6 +59,9 @@ class FakeManager:
     def hand_over(self, handle, test):
         self._log(event="hand_over", name=handle.name, test=test)
 
+    def can_recycle(self, handle):
+        return False
+
 
 @pytest.fixture(autouse=True)
 def _preparations_settle(request):
@@ -226,7 +229,7 @@ def test_terminal_summary(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*- pytest-vcluster -*",
-            "vclusters: created 2, resumed 0, paused 0, deleted 2, kept 0, failed 0",
+            "vclusters: created 2, resumed 0, recycled 0, paused 0, deleted 2, kept 0, failed 0",
             "create/resume to ready: median 2.5s, max 3.0s over 2",
         ]
     )
@@ -259,7 +262,9 @@ def test_xdist_workers_report_to_the_controller(pytester: pytest.Pytester) -> No
     creates = [e for e in events(pytester) if e["event"] == "create"]
     assert len(creates) == 5
     assert {str(e["name"]).split("-")[0] for e in creates} <= {"gw0", "gw1"}
-    result.stdout.fnmatch_lines(["vclusters: created 5, resumed 0, paused 0, deleted 5, *"])
+    result.stdout.fnmatch_lines(
+        ["vclusters: created 5, resumed 0, recycled 0, paused 0, deleted 5, *"]
+    )
 
 
 def test_missing_tool_fails_before_anything_is_created(
@@ -349,7 +354,7 @@ def test_lookahead_prepares_clusters_and_leaves_none_behind(pytester: pytest.Pyt
     sources = [setup["source"] for setup in data["setups"]]
     assert sources == ["created"] + ["prepared"] * 5
     result.stdout.fnmatch_lines(
-        ["*tests waited for their vcluster: p50 *s, p95 *s over 6 (5 prepared ahead)"]
+        ["*tests waited for their vcluster: p50 *s, p95 *s over 6 (5 prepared ahead, 0 recycled)"]
     )
 
 

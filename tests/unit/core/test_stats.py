@@ -17,7 +17,7 @@ def test_summary() -> None:
     stats.record("deleted")
     stats.record("paused")
     assert stats.summary_lines() == [
-        "vclusters: created 2, resumed 1, paused 1, deleted 1, kept 0, failed 0",
+        "vclusters: created 2, resumed 1, recycled 0, paused 1, deleted 1, kept 0, failed 0",
         "create/resume to ready: median 30.0s, max 50.0s over 3",
     ]
 

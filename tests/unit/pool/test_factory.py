@@ -51,6 +51,9 @@ class FakeManager:
     def hand_over(self, handle: VCluster, test: str) -> None:
         del handle, test
 
+    def can_recycle(self, handle: VCluster) -> bool:
+        return False
+
 
 def make_factory(
     manager: FakeManager, marker: MarkerArgs, extra_values: dict[str, Any] | None = None

@@ -14,6 +14,7 @@ from kubernetes import client
 
 from pytest_vcluster.cluster.handle import VCluster
 from pytest_vcluster.cluster.lifecycle import TeardownAction
+from pytest_vcluster.cluster.recycling import RecycleResult
 from pytest_vcluster.core.errors import VClusterError
 from pytest_vcluster.pool.lookahead import ClusterPool, Upcoming
 from pytest_vcluster.settings.config import Settings, TeardownMode
@@ -22,12 +23,16 @@ from pytest_vcluster.settings.request import VClusterSpec, make_spec
 SETTINGS = Settings()
 
 
-def spec_of(values: dict[str, object] | None = None) -> VClusterSpec:
-    return make_spec(SETTINGS, slot="s", test="t", label="x", values=values, persistent=False)
+def spec_of(values: dict[str, object] | None = None, *, recycle: bool = False) -> VClusterSpec:
+    return make_spec(
+        SETTINGS, slot="s", test="t", label="x", values=values, persistent=False, recycle=recycle
+    )
 
 
 A = spec_of()
 B = spec_of({"other": True})
+#: Spec A, for tests that may take and leave recycled clusters.
+R = spec_of(recycle=True)
 
 
 @dataclass
@@ -41,9 +46,14 @@ class FakeManager:
     running: int = 0
     most_running: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    recyclable: bool = False
+    reset_clean: bool = True
+    reset_gate: threading.Event = field(default_factory=threading.Event)
+    resets: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.gate.set()
+        self.reset_gate.set()
 
     def create(
         self, spec: VClusterSpec, *, teardown_on_error: TeardownMode, prepared: bool = False
@@ -71,6 +81,18 @@ class FakeManager:
 
     def hand_over(self, handle: VCluster, test: str) -> None:
         self.handed.append((handle.name, test))
+
+    def can_recycle(self, handle: VCluster) -> bool:
+        return self.recyclable
+
+    def recycle(self, handle: VCluster, spec: VClusterSpec) -> RecycleResult:
+        assert self.reset_gate.wait(10)
+        self.resets.append(handle.name)
+        if not self.reset_clean:
+            return RecycleResult(False, ("changed: ServiceAccount default/default",), 0.1)
+        handle.recycled = True
+        handle.tests_before += 1
+        return RecycleResult(True, (), 0.1)
 
 
 @dataclass
@@ -278,3 +300,138 @@ def test_a_prepared_cluster_fails_by_its_tests_teardown_mode() -> None:
     pool.plan()
     pool.close()
     assert manager.on_error == [TeardownMode.KEEP_ON_FAILURE]
+
+
+# -- recycling -----------------------------------------------------------------------------
+
+
+def test_a_released_cluster_is_recycled_for_a_later_test_of_its_spec() -> None:
+    manager, schedule = FakeManager(recyclable=True), Schedule()
+    pool = pool_with(manager, schedule, lookahead=0)
+    schedule.at(("t0", R), ("t1", R))
+    first = pool.take("t0", R, TeardownMode.DELETE)
+    pool.release(first.handle, TeardownAction.DELETE)
+    schedule.at(("t1", R))
+    second = pool.take("t1", R, TeardownMode.DELETE)
+    assert second.source == "recycled"
+    assert second.handle is first.handle
+    assert (second.handle.recycled, second.handle.tests_before) == (True, 1)
+    assert len(manager.created) == 1
+    assert manager.handed == [(first.handle.name, "t")] or manager.handed == []
+    pool.release(second.handle, TeardownAction.DELETE)  # nobody wants it next: deleted
+    pool.close()
+    assert manager.resets == [first.handle.name]
+    assert [action for _, action, _ in manager.finished] == [TeardownAction.DELETE]
+
+
+def test_a_reset_not_proven_clean_deletes_the_cluster_and_the_next_test_gets_a_new_one() -> None:
+    manager, schedule = FakeManager(recyclable=True, reset_clean=False), Schedule()
+    pool = pool_with(manager, schedule, lookahead=0)
+    schedule.at(("t0", R), ("t1", R))
+    first = pool.take("t0", R, TeardownMode.DELETE)
+    pool.release(first.handle, TeardownAction.DELETE)
+    schedule.at(("t1", R))
+    second = pool.take("t1", R, TeardownMode.DELETE)
+    assert second.source == "created"
+    assert second.handle is not first.handle
+    pool.close()
+    assert (first.handle.name, TeardownAction.DELETE) in [(n, a) for n, a, _ in manager.finished]
+    assert first.handle.recycled is False
+
+
+def test_no_recycling_when_nobody_wants_the_spec_or_a_test_turns_it_off() -> None:
+    manager, schedule = FakeManager(recyclable=True), Schedule()
+    pool = pool_with(manager, schedule, lookahead=0)
+    # The next test asks for other values: no reset nobody would take.
+    schedule.at(("t0", R), ("t1", B))
+    first = pool.take("t0", R, TeardownMode.DELETE)
+    pool.release(first.handle, TeardownAction.DELETE)
+    # A test that says recycle=False leaves its cluster to be deleted...
+    schedule.at(("t1", A), ("t2", R))
+    second = pool.take("t1", A, TeardownMode.DELETE)
+    pool.release(second.handle, TeardownAction.DELETE)
+    # ... and never takes a recycled one.
+    schedule.at(("t2", R), ("t3", A), ("t4", R))
+    third = pool.take("t2", R, TeardownMode.DELETE)
+    pool.release(third.handle, TeardownAction.DELETE)
+    schedule.at(("t3", A), ("t4", R))
+    assert pool.take("t3", A, TeardownMode.DELETE).source == "created"
+    pool.close()
+    assert manager.resets == [third.handle.name]
+    assert len(manager.created) == 4
+
+
+def test_kept_paused_and_unrecyclable_clusters_are_not_reset() -> None:
+    manager, schedule = FakeManager(recyclable=True), Schedule()
+    pool = pool_with(manager, schedule, lookahead=0)
+    schedule.at(("t0", R), ("t1", R))
+    for action in (TeardownAction.KEEP, TeardownAction.PAUSE):
+        taken = pool.take("t0", R, TeardownMode.DELETE)
+        pool.release(taken.handle, action)
+    manager.recyclable = False  # e.g. the test paused it, or it has no baseline
+    taken = pool.take("t0", R, TeardownMode.DELETE)
+    pool.release(taken.handle, TeardownAction.DELETE)
+    pool.close()
+    assert manager.resets == []
+    assert [a for _, a, _ in manager.finished] == [
+        TeardownAction.KEEP,
+        TeardownAction.PAUSE,
+        TeardownAction.DELETE,
+    ]
+
+
+def test_a_cluster_being_recycled_replaces_a_create_that_has_not_started() -> None:
+    manager, schedule = FakeManager(recyclable=True), Schedule()
+    pool = pool_with(manager, schedule, lookahead=2, parallel=1)
+    schedule.at(("t0", R), ("t1", R), ("t2", R))
+    current = pool.take("t0", R, TeardownMode.DELETE)
+    manager.gate.clear()  # the create for t1 blocks the only creator
+    pool.plan()  # t1 starts creating, t2 is queued behind it
+    pool.release(current.handle, TeardownAction.DELETE)
+    schedule.at(("t1", R), ("t2", R), ("t3", R))
+    pool.plan()  # t2's queued create is cancelled: the recycled cluster is its now
+    with pool._lock:
+        assert pool._preparations["t2"].recycling is current.handle
+    with pool._lock:
+        recycled = pool._preparations["t2"].future
+    recycled.result(timeout=10)
+    # t1's own create is still starting: the recycled cluster, ready, goes to it instead,
+    # and t2 gets t1's once ready.
+    assert pool.take("t1", R, TeardownMode.DELETE).source == "recycled"
+    manager.gate.set()
+    schedule.at(("t2", R), ("t3", R))
+    assert pool.take("t2", R, TeardownMode.DELETE).source == "prepared"
+    pool.close()
+    # t0 on the spot, t1 and t3 ahead; never one for t2.
+    assert len(manager.created) == 3
+
+
+def test_the_recycled_cluster_goes_to_the_planned_test_and_no_create_is_made() -> None:
+    manager, schedule = FakeManager(recyclable=True), Schedule()
+    manager.reset_gate.clear()
+    pool = pool_with(manager, schedule, lookahead=1, parallel=1)
+    schedule.at(("t0", R), ("t1", R))
+    first = pool.take("t0", R, TeardownMode.DELETE)
+    pool.release(first.handle, TeardownAction.DELETE)  # reset starts, held by the gate
+    schedule.at(("t1", R), ("t2", R))
+    pool.plan()  # t2 is wanted: the cluster being reset is its spare
+    assert len(manager.created) == 1
+    manager.reset_gate.set()
+    with pool._lock:
+        recycled = pool._preparations["t2"].future
+    recycled.result(timeout=10)
+    # t1 had nothing prepared: it takes the recycled cluster even though it was meant for t2.
+    taken = pool.take("t1", R, TeardownMode.DELETE)
+    assert taken.source == "recycled"
+    pool.close()
+
+
+def test_close_deletes_a_recycled_cluster_nobody_took() -> None:
+    manager, schedule = FakeManager(recyclable=True), Schedule()
+    pool = pool_with(manager, schedule, lookahead=0)
+    schedule.at(("t0", R), ("t1", R))
+    first = pool.take("t0", R, TeardownMode.DELETE)
+    pool.release(first.handle, TeardownAction.DELETE)
+    pool.close()  # t1 never ran (-x)
+    assert manager.resets == [first.handle.name]
+    assert [(n, a) for n, a, _ in manager.finished] == [(first.handle.name, TeardownAction.DELETE)]

@@ -219,7 +219,7 @@ def test_describe(tmp_path: Path) -> None:
     assert describe(settings).startswith(
         "teardown=pause, versions=1.33,1.34, create_with=api, lookahead=2, parallel_creates="
     )
-    assert describe(settings).endswith("fast_start=True")
+    assert describe(settings).endswith("fast_start=True, recycle=True")
 
 
 def test_fast_start_can_be_switched_off_from_the_command_line(tmp_path: Path) -> None:
@@ -337,3 +337,11 @@ def test_all_versions_are_the_served_ones(tmp_path: Path) -> None:
         tmp_path, cli={"vcluster_versions": "v1.35.1", "vcluster_version_map": "1.33=v1.33.13"}
     )
     assert exact.versions == (KubeVersion(1, 35, 1),)  # an exact release names its own image
+
+
+def test_recycling_is_on_by_default_and_its_budget_is_seconds(tmp_path: Path) -> None:
+    assert (resolve(tmp_path).recycle, resolve(tmp_path).reset_timeout) == (True, 30.0)
+    off = resolve(tmp_path, cli={"vcluster_recycle": "false", "vcluster_reset_timeout": "5"})
+    assert (off.recycle, off.reset_timeout) == (False, 5.0)
+    with pytest.raises(ConfigError, match="--vcluster-reset-timeout"):
+        resolve(tmp_path, cli={"vcluster_reset_timeout": "-1"})

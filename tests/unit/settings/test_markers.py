@@ -83,3 +83,10 @@ def test_chart_values_must_be_plain_data(values: dict[object, object], where: st
     with pytest.raises(ConfigError, match=re.escape(where)):
         check_values(values, "vcluster_factory(values=...)")
     assert check_values({"a": [1, "x", None, True, 1.5]}, "v") == {"a": [1, "x", None, True, 1.5]}
+
+
+def test_recycle_must_be_a_boolean(tmp_path: Path) -> None:
+    assert parse_marker((), {"recycle": False}, tmp_path).recycle is False
+    assert parse_marker((), {}, tmp_path).recycle is None
+    with pytest.raises(ConfigError, match=r"vcluster\(recycle=\.\.\.\): must be True or False"):
+        parse_marker((), {"recycle": "no"}, tmp_path)

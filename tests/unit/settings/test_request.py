@@ -96,3 +96,17 @@ def test_manifests_are_part_of_what_makes_clusters_interchangeable(tmp_path: Pat
         nodeid="t.py::a", name="a", marker=MarkerArgs(manifests=(manifest,))
     ).spec(SETTINGS)
     assert again.spec_hash != marked.spec_hash
+
+
+def test_recycling_follows_the_marker_else_the_setting_and_leaves_the_hash_alone() -> None:
+    def spec(marker: MarkerArgs, settings: Settings = SETTINGS) -> tuple[bool, str]:
+        made = ClusterRequest("t", "t", marker).spec(settings)
+        return made.recycle, made.spec_hash
+
+    on, off = spec(MarkerArgs()), spec(MarkerArgs(recycle=False))
+    assert (on[0], off[0]) == (True, False)
+    assert on[1] == off[1]  # the same cluster either way: only its teardown differs
+    assert spec(MarkerArgs(), Settings(recycle=False))[0] is False
+    assert spec(MarkerArgs(recycle=True), Settings(recycle=False))[0] is True
+    worker = ClusterRequest("t", "t", MarkerArgs(recycle=True)).worker_spec(SETTINGS, "gw0")
+    assert worker.recycle is False  # shared clusters are never reset under their tests

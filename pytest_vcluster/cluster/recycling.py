@@ -1,0 +1,155 @@
+"""Recycling a virtual cluster: its baseline when first Ready, and the proven reset.
+
+A cluster that would be deleted after its test may instead serve a later test of the same
+spec. :func:`take_baseline` records, when the cluster first becomes Ready, an inventory of
+every object inside it (see :mod:`~pytest_vcluster.cluster.inventory`) and the names of what
+vcluster synced into its host namespace. :func:`reset_to_baseline` later deletes what a test
+added (:func:`~pytest_vcluster.cluster.reset.reset`), waits until the host namespace holds
+only the control plane's own pods, services and claims again, and proves both against the
+baseline. Anything short of that proof (a baseline object changed or gone, anything left, a
+reset past its budget, an error) says why, and the caller deletes the cluster instead.
+
+This module does not import pytest.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from kubernetes import client
+
+from pytest_vcluster.cluster.inventory import Inventory, diff, take_inventory
+from pytest_vcluster.cluster.reset import (
+    HostBaseline,
+    HostCheck,
+    ResetResult,
+    host_baseline,
+    host_namespace_clean,
+    reset,
+)
+from pytest_vcluster.core.errors import RunInterruptedError, VClusterError
+from pytest_vcluster.core.waits import Deadline
+
+__all__ = ["SETTLE_CHECKS", "Baseline", "RecycleResult", "reset_to_baseline", "take_baseline"]
+
+#: How many more inventories a baseline may take while the cluster still settles. Right after
+#: Ready, controllers may still write status (CoreDNS's Deployment becoming Available, its
+#: EndpointSlice): a baseline taken in the middle of that would make every reset look
+#: changed. Two inventories in a row that agree are the baseline.
+SETTLE_CHECKS = 3
+#: Seconds between two inventories while the cluster settles.
+SETTLE_INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What a cluster held when it first became Ready: every object inside it, and the names
+    of its host namespace's pods, services and claims. ``seconds`` is what taking it cost."""
+
+    inventory: Inventory
+    host: HostBaseline
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RecycleResult:
+    """Whether a reset brought the cluster back to its baseline, proven, and why not.
+
+    ``seconds`` is the whole reset: deletes, waits, the proving inventory and the host check.
+    """
+
+    recycled: bool
+    reasons: tuple[str, ...]
+    seconds: float
+    reset: ResetResult | None = None
+    host: HostCheck | None = None
+
+
+def take_baseline(
+    api_client: client.ApiClient,
+    host_api: client.ApiClient,
+    namespace: str,
+    *,
+    timeout: float,
+    settle_checks: int = SETTLE_CHECKS,
+    interval: float = SETTLE_INTERVAL,
+    stop: threading.Event | None = None,
+) -> Baseline:
+    """The inventory of a cluster that just became Ready, once it stopped changing by itself.
+
+    Raises :class:`~pytest_vcluster.core.errors.VClusterError` if no complete inventory could
+    be taken, or if the cluster did not settle within ``settle_checks`` more inventories: a
+    baseline that moves would make every later reset fail its proof.
+    """
+    started = time.monotonic()
+    deadline = Deadline(timeout, stop=stop)
+    previous = take_inventory(api_client, timeout=deadline.remaining, stop=stop)
+    settled = previous.complete and settle_checks == 0
+    for _ in range(settle_checks):
+        time.sleep(min(interval, max(deadline.remaining, 0.0)))
+        now = take_inventory(api_client, timeout=deadline.remaining, stop=stop)
+        settled = previous.complete and now.complete and diff(previous, now).clean
+        previous = now
+        if settled:
+            break
+    if not settled:
+        unlisted = ", ".join(sorted(previous.unlisted)) or "none"
+        raise VClusterError(
+            f"the cluster kept changing by itself after Ready ({settle_checks + 1} inventories, "
+            f"resources not listed: {unlisted}): no baseline to recycle it against, so it is "
+            "deleted after its test"
+        )
+    host = host_baseline(host_api, namespace, timeout=max(deadline.remaining, 1.0))
+    return Baseline(previous, host, time.monotonic() - started)
+
+
+def reset_to_baseline(
+    api_client: client.ApiClient,
+    host_api: client.ApiClient,
+    namespace: str,
+    baseline: Baseline,
+    *,
+    timeout: float,
+    stop: threading.Event | None = None,
+) -> RecycleResult:
+    """Reset the cluster to ``baseline`` and prove it, inside and on the host.
+
+    Never raises for a cluster that cannot be recycled: the result says why. Raises
+    :class:`~pytest_vcluster.core.errors.RunInterruptedError` when ``stop`` is set.
+    """
+    started = time.monotonic()
+    deadline = Deadline(timeout, stop=stop)
+    host: HostCheck | None = None
+    try:
+        inside = reset(api_client, baseline.inventory, timeout=timeout, stop=stop)
+        if inside.clean:
+            host = host_namespace_clean(
+                host_api,
+                namespace,
+                baseline.host,
+                # What is left of the budget, but a synced pod needs a moment to go.
+                timeout=max(deadline.remaining, 1.0),
+                # Only pods vcluster already deletes: the test's, gone from the virtual cluster.
+                force_after=0,
+                interval=0.25,
+            )
+    except RunInterruptedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure means: delete it, as without recycling
+        reason = str(exc) if isinstance(exc, VClusterError) else f"{type(exc).__name__}: {exc}"
+        return RecycleResult(False, (reason,), time.monotonic() - started)
+    seconds = time.monotonic() - started
+    if not inside.clean:
+        reasons = inside.reasons
+    elif host is not None and not host.clean:
+        reasons = host.reasons
+    elif seconds > timeout:
+        reasons = (
+            f"the reset took {seconds:.1f}s, past its budget of {timeout:g}s "
+            "(--vcluster-reset-timeout)",
+        )
+    else:
+        reasons = ()
+    return RecycleResult(not reasons, tuple(reasons), seconds, inside, host)
