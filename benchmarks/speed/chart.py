@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .report import num
+from .report import SUITES, num
 from .stack import version_key
 
 if TYPE_CHECKING:
@@ -32,13 +32,13 @@ def _panel_times(ax: Axes, data: dict[str, Any]) -> str | None:
 
 def _panel_walls(ax: Axes, data: dict[str, Any]) -> str | None:
     res = data["results"]
-    walls = [(n, res[n]["wall"]) for n in ("S", "Sk") if (res.get(n) or {}).get("wall")]
+    walls = [(n, res[n]["wall"]) for n, _ in SUITES if (res.get(n) or {}).get("wall")]
     if not walls:
         return None
-    colors = {"S": "tab:green", "Sk": "tab:red"}
+    colors = {"S": "tab:green", "S0": "tab:olive", "Sk": "tab:red", "Sn": "tab:orange"}
     ax.bar([n for n, _ in walls], [w for _, w in walls], color=[colors[n] for n, _ in walls])
     ax.set_ylabel("seconds")
-    first = res.get("S") or res["Sk"]
+    first = res[walls[0][0]]
     return f"{first['tests']} tests at -n {first['workers']}: wall (s)"
 
 
@@ -94,7 +94,7 @@ def _panel_density(ax: Axes, data: dict[str, Any]) -> str | None:
 
 def _panel_setups(ax: Axes, data: dict[str, Any]) -> str | None:
     res = data["results"]
-    waits = {n: res[n]["setup"]["samples"] for n in ("S", "Sk") if n in res}
+    waits = {n: res[n]["setup"]["samples"] for n, _ in SUITES if n in res}
     waits = {n: w for n, w in waits.items() if w}
     if not waits:
         return None

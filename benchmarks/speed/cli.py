@@ -24,8 +24,8 @@ from .measure import Bench
 from .report import TARGETS, table, verdicts
 from .stack import BENCHMARKS, HOST, REPO, BenchError, Stack
 
-PHASES = ("K", "C0", "C", "R", "S", "Sk", "D")
-NEEDS_HOST = ("C0", "C", "R", "S", "D")
+PHASES = ("K", "C0", "C", "R", "S", "S0", "Sk", "Sn", "D")
+NEEDS_HOST = ("C0", "C", "R", "S", "S0", "D")
 
 
 def _phase_list(text: str) -> list[str]:
@@ -70,14 +70,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Kubernetes minors for C, comma-separated (default: all in the "
         "stack's version_map); R, S and D use the newest",
     )
-    parser.add_argument("--tests", type=_positive_int, default=24, help="tests in S and Sk")
+    parser.add_argument("--tests", type=_positive_int, default=24, help="tests in S, S0, Sk and Sn")
     parser.add_argument(
         "--work-seconds",
         type=_positive_float,
         default=10.0,
-        help="seconds of work per test in S and Sk",
+        help="seconds of work per test in S, S0, Sk and Sn",
     )
-    parser.add_argument("--workers", type=_positive_int, default=2, help="-n for S and Sk")
+    parser.add_argument("--workers", type=_positive_int, default=2, help="-n for S, S0, Sk and Sn")
     parser.add_argument("--repeat-k", type=_positive_int, default=3, help="kind creates for K")
     parser.add_argument(
         "--repeat-c", type=_positive_int, default=5, help="vcluster creates per version for C"
@@ -167,10 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps: list[tuple[str, Callable[[], None]]] = [
         ("K", bench.measure_k),
         ("Sk", bench.measure_sk),
+        ("Sn", bench.measure_sn),
         ("C0", bench.measure_c0),
         ("C", bench.measure_c),
         ("R", bench.measure_r),
         ("S", bench.measure_s),
+        ("S0", bench.measure_s0),
         ("D", bench.measure_d),
     ]
     print(f"pytest-vcluster speed: {','.join(options.only)}; inner logs in {work}", flush=True)
@@ -180,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name not in options.only:
                 continue
             if name in NEEDS_HOST and needs_host and not host_created:
-                # K and Sk run before the host exists, so it costs them nothing.
+                # K and the baselines run before the host exists, so it costs them nothing.
                 print(f"creating the shared host {HOST}", flush=True)
                 bench.kind.delete(HOST)  # a leftover of an interrupted run
                 host_created = True

@@ -1,4 +1,4 @@
-"""The measurements K, C0, C, R, S, Sk and D of one benchmark run, and what each found."""
+"""The measurements K, C0, C, R, S, S0, Sk, Sn and D of one benchmark run, and what each found."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from .kind import Kind
 from .memory import MemorySampler, parse_mib
-from .records import InnerRun, phase_breakdown, ready_seconds
+from .records import InnerRun, phase_breakdown, ready_seconds, reset_figures, setup_sources
 from .report import num, sec
 from .stack import HOST, BenchError, Stack, version_key
 from .stats import first_with_samples, listed, median, pick, spread
@@ -49,7 +49,6 @@ class Bench:
             "workload_image": self.stack.workload_image,
             "kind_binary": self.stack.tool("kind"),
             "node_image": self.stack.node_image,
-            "kind_prefix": f"speed-sk-{self.token}",
             "docker_binary": shutil.which("docker") or "docker",
             **overrides,
         }
@@ -135,70 +134,112 @@ class Bench:
         }
         print(f"  R {self.primary}: median {sec(value)} ({source}), wall {sec(median(wall))}")
 
-    # S and Sk ---------------------------------------------------------------------------------
+    # S, S0, Sk and Sn ---------------------------------------------------------------------
+    def _work_settings(self, backend: str, **overrides: object) -> dict[str, Any]:
+        """Suite settings of test_work: the same tests and work for every backend."""
+        return self.settings(
+            backend=backend,
+            tests=self.options.tests,
+            work_seconds=self.options.work_seconds,
+            **overrides,
+        )
+
     def measure_s(self) -> None:
+        self._vcluster_work("S", recycle=True)
+
+    def measure_s0(self) -> None:
+        """S with every cluster deleted after its test, none reset for another."""
+        if not self.suite.features["recycle"]:
+            raise BenchError("this plugin version has no --vcluster-recycle: S0 would be S")
+        self._vcluster_work("S0", recycle=False)
+
+    def _vcluster_work(self, key: str, *, recycle: bool) -> None:
         sampler = MemorySampler(f"{HOST}-control-plane")
         sampler.start()
         try:
             inner = self.suite.run(
-                "S",
+                key,
                 "test_work",
-                self.settings(
-                    backend="vcluster",
-                    tests=self.options.tests,
-                    work_seconds=self.options.work_seconds,
-                ),
+                self._work_settings("vcluster"),
                 version=self.primary,
                 workers=self.options.workers,
+                # Only S0 names it: S runs with the plugin's default, whatever that becomes.
+                extra=() if recycle else ["--vcluster-recycle=false"],
             )
         finally:
             sampler.stop()
-        setups = [s for s in (inner.records or {}).get("setups") or [] if isinstance(s, dict)]
+        setups = inner.listed("setups")
         waits = [float(s["wait_seconds"]) for s in setups if "wait_seconds" in s]
         fixture = inner.seconds("fixture_setup", fixture="vcluster")
         values, source = first_with_samples(("records", waits), ("fixture", fixture))
-        sources: dict[str, int] = {}
-        for s in setups:
-            sources[str(s.get("source"))] = sources.get(str(s.get("source")), 0) + 1
-        self.results["S"] = {
+        sources = setup_sources(setups)
+        teardowns = [
+            float(t["seconds"])
+            for t in inner.listed("teardowns")
+            if isinstance(t.get("seconds"), int | float)
+        ]
+        records = inner.records or {}
+        self.results[key] = {
             **self._suite_result(inner, "vcluster"),
             "version": self.primary,
+            "recycle": recycle,
             "setup": spread(values, source),
             "setup_fixture": spread(fixture, "fixture"),
-            "teardown": spread(
-                [
-                    float(t["seconds"])
-                    for t in (inner.records or {}).get("teardowns") or []
-                    if isinstance(t, dict) and isinstance(t.get("seconds"), int | float)
-                ],
-                "records",
-            ),
+            "teardown": spread(teardowns, "records"),
             "setup_sources": sources,
+            # None, not 0, when the records say nothing: "not measured" is not "none recycled".
+            "recycled_setups": sources.get("recycled", 0) if setups else None,
+            "resets": reset_figures(inner.listed("resets")) if "resets" in records else None,
+            "counts": records.get("counts"),
             "prepared_clusters": sum(1 for c in inner.clusters("created") if c.get("prepared")),
             "host_memory_mib": sampler.summary(),
         }
-        self._print_suite("S")
+        self._print_suite(key)
 
     def measure_sk(self) -> None:
+        prefix = f"speed-sk-{self.token}"
         try:
             inner = self.suite.run(
                 "Sk",
                 "test_work",
-                self.settings(
-                    backend="kind",
-                    tests=self.options.tests,
-                    work_seconds=self.options.work_seconds,
-                ),
+                self._work_settings("kind", kind_prefix=prefix),
                 vcluster=False,
                 workers=self.options.workers,
             )
         finally:
-            self.reap_baseline()
+            self.reap_baseline(prefix)
         self.results["Sk"] = {
             **self._suite_result(inner, "kind"),
             "setup": spread(inner.seconds("fixture_setup", fixture="kind_cluster"), "fixture"),
         }
         self._print_suite("Sk")
+
+    def measure_sn(self) -> None:
+        """The same tests, a fresh namespace each in one kind cluster per xdist worker."""
+        prefix = f"speed-sn-{self.token}"
+        try:
+            inner = self.suite.run(
+                "Sn",
+                "test_work",
+                self._work_settings("namespace", kind_prefix=prefix),
+                vcluster=False,
+                workers=self.options.workers,
+            )
+        finally:
+            self.reap_baseline(prefix)
+        # A worker's first test waits for its kind cluster too; the others only for a namespace.
+        waits = inner.setup_waits({"kind_worker_cluster", "kind_namespace"})
+        self.results["Sn"] = {
+            **self._suite_result(inner, "namespace"),
+            "setup": spread(waits, "fixture"),
+            "worker_clusters": spread(
+                inner.seconds("fixture_setup", fixture="kind_worker_cluster"), "fixture"
+            ),
+            "namespace_setup": spread(
+                inner.seconds("fixture_setup", fixture="kind_namespace"), "fixture"
+            ),
+        }
+        self._print_suite("Sn")
 
     def _suite_result(self, inner: InnerRun, backend: str) -> dict[str, Any]:
         work = inner.seconds("work", backend=backend)
@@ -215,17 +256,19 @@ class Bench:
 
     def _print_suite(self, key: str) -> None:
         r = self.results[key]
-        print(
+        line = (
             f"  {key}: wall {sec(r['wall'])}, setup p50 {sec(r['setup']['p50'])} "
             f"p95 {sec(r['setup']['p95'])} ({r['setup']['source']}), "
             f"--durations setup p50 {sec(r['setup_durations']['p50'])}"
         )
+        if (r.get("resets") or {}).get("n"):
+            line += f", reset p50 {sec(r['resets']['p50'])} p95 {sec(r['resets']['p95'])}"
+        print(line)
 
-    def reap_baseline(self) -> None:
-        """Delete kind clusters this run's baseline left (a crashed or stopped test)."""
-        prefix = f"speed-sk-{self.token}-"
+    def reap_baseline(self, prefix: str) -> None:
+        """Delete kind clusters a baseline of this run left (a crashed or stopped test)."""
         for name in self.kind.clusters():
-            if name.startswith(prefix):
+            if name.startswith(f"{prefix}-"):
                 print(f"  removing leftover baseline cluster {name}")
                 self.kind.delete(name)
 

@@ -7,11 +7,13 @@ import contextlib
 import json
 import re
 import sys
+from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .stats import median
+from .stats import median, spread
 
 DURATION_LINE = re.compile(r"^\s*([\d.]+)s\s+(setup|call|teardown)\s+(\S+)")
 SUMMARY_LINE = re.compile(r"create/resume to ready: median ([\d.]+)s")
@@ -39,10 +41,24 @@ class InnerRun:
             if "seconds" in t and all(t.get(k) == v for k, v in match.items())
         ]
 
+    def listed(self, key: str) -> list[dict[str, Any]]:
+        """The records file's entries under ``key``; none when this plugin version writes none."""
+        found = (self.records or {}).get(key)
+        return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
+
     def clusters(self, event: str) -> list[dict[str, Any]]:
         """The records file's clusters of one event (``created`` or ``resumed``)."""
-        found = (self.records or {}).get("clusters") or []
-        return [c for c in found if isinstance(c, dict) and c.get("event") == event]
+        return [c for c in self.listed("clusters") if c.get("event") == event]
+
+    def setup_waits(self, fixtures: Collection[str]) -> list[float]:
+        """Per test, in the order the tests ran, the seconds its timed ``fixtures`` took to set
+        up, summed (from the suite's log)."""
+        per_test: dict[str, float] = {}
+        for t in self.timed("fixture_setup"):
+            if t.get("fixture") in fixtures and isinstance(t.get("seconds"), int | float):
+                nodeid = str(t.get("nodeid"))
+                per_test[nodeid] = per_test.get(nodeid, 0.0) + float(t["seconds"])
+        return list(per_test.values())
 
     def durations(self, when: str) -> list[float]:
         """Seconds per test of one phase (setup, call, teardown) from ``--durations``."""
@@ -62,7 +78,13 @@ class InnerRun:
             line
             for line in self.output.splitlines()
             if line.startswith(
-                ("vclusters:", "create/resume to ready:", "kind host", "tests waited for")
+                (
+                    "vclusters:",
+                    "create/resume to ready:",
+                    "kind host",
+                    "tests waited for",
+                    "resets for recycling:",
+                )
             )
         ]
 
@@ -90,6 +112,24 @@ def read_records(path: Path) -> dict[str, Any] | None:
         print(f"warning: unreadable records file {path}: {exc}", file=sys.stderr)
         return None
     return data if isinstance(data, dict) else None
+
+
+def setup_sources(setups: list[dict[str, Any]]) -> dict[str, int]:
+    """How many tests got their vcluster from each source (prepared, created, recycled...)."""
+    return dict(Counter(str(s.get("source")) for s in setups))
+
+
+def reset_figures(resets: list[dict[str, Any]]) -> dict[str, Any]:
+    """The spread of the resets' whole durations, how many were proven clean, and the most
+    common reasons of those that were not."""
+    seconds = [float(r["seconds"]) for r in resets if isinstance(r.get("seconds"), int | float)]
+    # A reason names the object left over; the first words are what repeats across resets.
+    reasons = Counter(str(why)[:120] for r in resets for why in r.get("reasons") or [])
+    return {
+        **spread(seconds, "records"),
+        "clean": sum(1 for r in resets if r.get("clean") is True),
+        "reasons": dict(reasons.most_common(5)),
+    }
 
 
 def ready_seconds(clusters: list[dict[str, Any]]) -> list[float]:

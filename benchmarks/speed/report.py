@@ -10,21 +10,32 @@ from .stats import ratio
 TARGETS: dict[str, tuple[str, float]] = {
     "C/K": ("<=", 0.75),
     "R/C": ("<=", 0.4),
-    "S/Sk": ("<=", 0.5),
+    "S/Sk": ("<=", 0.45),
+    "S/Sn": ("<=", 1.15),
     "setup p50": ("<=", 1.0),
+    "setup p95": ("<=", 3.0),
+    "reset p50": ("<=", 2.0),
     "D count": (">=", 12),
     "MiB per vcluster": ("<=", 300),
 }
+VALUE_WIDTH = 14  # "12.3s / 45.6s" and a space
+NOT_MEASURED = "\u2014"  # an em dash: no figure, as opposed to a figure of zero
+SUITES = (  # the test_work measurements, in the order the table shows them
+    ("S", "vcluster"),
+    ("S0", "vcluster, recycling off"),
+    ("Sk", "kind per test"),
+    ("Sn", "namespace per test"),
+)
 
 
 def sec(value: float | None) -> str:
-    """Seconds as the table shows them, ``-`` when not measured."""
-    return "-" if value is None else f"{value:.1f}s"
+    """Seconds as the table shows them, an em dash when not measured."""
+    return NOT_MEASURED if value is None else f"{value:.1f}s"
 
 
 def num(value: float | None, digits: int = 0) -> str:
-    """A figure to ``digits`` decimals, ``-`` when not measured."""
-    return "-" if value is None else f"{value:.{digits}f}"
+    """A figure to ``digits`` decimals, an em dash when not measured."""
+    return NOT_MEASURED if value is None else f"{value:.{digits}f}"
 
 
 def verdicts(results: dict[str, Any], primary: str) -> list[dict[str, Any]]:
@@ -42,9 +53,12 @@ def verdicts(results: dict[str, Any], primary: str) -> list[dict[str, Any]]:
             ratio(r.get("median"), (c.get(r.get("version", primary)) or {}).get("median")),
         )
     )
-    s, sk = results.get("S") or {}, results.get("Sk") or {}
+    s, sk, sn = results.get("S") or {}, results.get("Sk") or {}, results.get("Sn") or {}
     rows.append(("S/Sk", "S/Sk", ratio(s.get("wall"), sk.get("wall"))))
+    rows.append(("S/Sn", "S/Sn", ratio(s.get("wall"), sn.get("wall"))))
     rows.append(("setup p50 (S)", "setup p50", (s.get("setup") or {}).get("p50")))
+    rows.append(("setup p95 (S)", "setup p95", (s.get("setup") or {}).get("p95")))
+    rows.append(("reset p50 (S)", "reset p50", (s.get("resets") or {}).get("p50")))
     d = results.get("D") or {}
     rows.append(("D idle Ready vclusters", "D count", d.get("count")))
     rows.append(("D MiB per vcluster", "MiB per vcluster", d.get("mib_per_vcluster")))
@@ -56,11 +70,15 @@ def verdicts(results: dict[str, Any], primary: str) -> list[dict[str, Any]]:
     return out
 
 
+def _line(name: str, value: str, note: str = "") -> str:
+    return f"  {name:<44} {value:>{VALUE_WIDTH}}  {note}".rstrip()
+
+
 def _figure_lines(res: dict[str, Any]) -> list[str]:
     lines: list[str] = []
 
     def row(name: str, value: str, note: str = "") -> None:
-        lines.append(f"  {name:<44} {value:>12}  {note}".rstrip())
+        lines.append(_line(name, value, note))
 
     k = res.get("K") or {}
     if k:
@@ -85,23 +103,10 @@ def _figure_lines(res: dict[str, Any]) -> list[str]:
             sec(r["median"]),
             f"{r['source']}; wall {sec(r['wall_median'])}",
         )
-    for key, what in (("S", "vcluster"), ("Sk", "kind per test")):
+    for key, what in SUITES:
         suite = res.get(key) or {}
-        if not suite:
-            continue
-        row(f"{key:<3} {suite['tests']} tests, -n {suite['workers']}, {what}", sec(suite["wall"]))
-        setup, durations = suite["setup"], suite["setup_durations"]
-        row(
-            "    setup wait p50 / p95",
-            f"{sec(setup['p50'])} / {sec(setup['p95'])}",
-            f"{setup['source']}; --durations {sec(durations['p50'])} / {sec(durations['p95'])}",
-        )
-        teardown = suite["teardown_durations"]
-        row(
-            "    teardown p50 / p95",
-            f"{sec(teardown['p50'])} / {sec(teardown['p95'])}",
-            "--durations",
-        )
+        if suite:
+            lines += _suite_lines(key, what, suite)
     if res.get("S") and k:
         row("S + K (S with its host created, cold)", sec(res["S"]["wall"] + k["median"]))
     d = res.get("D") or {}
@@ -111,18 +116,64 @@ def _figure_lines(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _suite_lines(key: str, what: str, suite: dict[str, Any]) -> list[str]:
+    """A test_work measurement: wall time, setup waits, teardowns, and for vclusters where
+    each test's cluster came from and how long the resets took."""
+    lines: list[str] = []
+
+    def row(name: str, value: str, note: str = "") -> None:
+        lines.append(_line(name, value, note))
+
+    row(f"{key:<3} {suite['tests']} tests, -n {suite['workers']}, {what}", sec(suite["wall"]))
+    setup, durations = suite["setup"], suite["setup_durations"]
+    row(
+        "    setup wait p50 / p95",
+        f"{sec(setup['p50'])} / {sec(setup['p95'])}",
+        f"{setup['source']}; --durations {sec(durations['p50'])} / {sec(durations['p95'])}",
+    )
+    teardown = suite["teardown_durations"]
+    row("    teardown p50 / p95", f"{sec(teardown['p50'])} / {sec(teardown['p95'])}", "--durations")
+    if "setup_sources" in suite:
+        sources = suite["setup_sources"]
+        recycled = suite.get("recycled_setups")
+        of_all = NOT_MEASURED if recycled is None else f"{recycled} of {sum(sources.values())}"
+        by_source = ", ".join(f"{n} {source}" for source, n in sorted(sources.items()))
+        row("    setups from a recycled cluster", of_all, by_source)
+    if "resets" in suite:
+        resets = suite["resets"] or {}
+        row(
+            "    reset p50 / p95",
+            f"{sec(resets.get('p50'))} / {sec(resets.get('p95'))}",
+            f"{resets['clean']} of {resets['n']} proven clean" if resets.get("n") else "",
+        )
+    clusters = suite.get("worker_clusters") or {}
+    if clusters:
+        row(
+            f"    kind cluster per worker p50 (n={clusters['n']})",
+            sec(clusters["p50"]),
+            f"namespace setup p50 {sec((suite.get('namespace_setup') or {}).get('p50'))}",
+        )
+    return lines
+
+
 def _verdict_lines(data: dict[str, Any]) -> list[str]:
-    lines = [f"  {'ratio / figure':<44} {'value':>12}  {'target':<8} verdict"]
+    lines = [f"  {'ratio / figure':<44} {'value':>{VALUE_WIDTH}}  {'target':<8} verdict"]
     for v in data["verdicts"]:
         value = v["value"]
-        value = "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+        shown = f"{value:.2f}" if isinstance(value, float) else num(value)
         verdict = {True: "met", False: "MISSED", None: "not measured"}[v["met"]]
-        lines.append(f"  {v['name']:<44} {value:>12}  {v['target']:<8} {verdict}")
+        lines.append(f"  {v['name']:<44} {shown:>{VALUE_WIDTH}}  {v['target']:<8} {verdict}")
     res = data["results"]
-    s, sk, k = res.get("S") or {}, res.get("Sk") or {}, res.get("K") or {}
-    if s and sk and k.get("median") and sk.get("wall"):
-        cold = (s["wall"] + k["median"]) / sk["wall"]
-        lines.append(f"  {'(S + K)/Sk, for information':<44} {cold:>12.2f}")
+    walls = {key: (res.get(key) or {}).get("wall") for key, _ in SUITES}
+    k = (res.get("K") or {}).get("median")
+    cold = walls["S"] + k if walls["S"] is not None and k is not None else None
+    for name, value in (
+        ("(S + K)/Sk, for information", ratio(cold, walls["Sk"])),
+        ("(S + K)/Sn, for information", ratio(cold, walls["Sn"])),
+        ("S/S0 (recycling on / off), for information", ratio(walls["S"], walls["S0"])),
+    ):
+        if value is not None:
+            lines.append(f"  {name:<44} {value:>{VALUE_WIDTH}.2f}")
     return lines
 
 

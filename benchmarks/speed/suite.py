@@ -41,6 +41,7 @@ class Suite:
         return {
             "records": "--vcluster-records" in done.output,
             "lookahead": "--vcluster-lookahead" in done.output,
+            "recycle": "--vcluster-recycle" in done.output,
         }
 
     def run(
@@ -79,6 +80,9 @@ class Suite:
             if lookahead is not None and self.features["lookahead"]:
                 args.append(f"--vcluster-lookahead={lookahead}")
             args += extra
+        else:
+            # A baseline measures kind alone: the plugin's hooks would still run in every test.
+            args += ["-p", "no:vcluster"]
         env = self.stack.env()
         env["SPEED_SUITE_CONFIG"] = str(config)
         log = run_dir / "pytest.log"

@@ -13,7 +13,8 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +28,10 @@ __all__ = [
     "Recorder",
     "SuiteConfig",
     "TimingLog",
+    "TypedCreator",
+    "WorkCluster",
     "Workload",
+    "crd_and_binding",
     "docker_memory",
     "wait_until",
 ]
@@ -35,14 +39,15 @@ __all__ = [
 T = TypeVar("T")
 
 CONFIG_ENV = "SPEED_SUITE_CONFIG"
-BACKENDS = ("vcluster", "kind")
+BACKENDS = ("vcluster", "kind", "namespace")
+Manifest = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class SuiteConfig:
     """What the suite's tests do: written by the benchmark as JSON, defaults for a run by hand."""
 
-    backend: str = "vcluster"  # which fixture gives ``cluster``: "vcluster" or "kind"
+    backend: str = "vcluster"  # which fixture gives ``cluster``: one of BACKENDS
     timings_dir: str = ""  # where each process appends its JSON lines; empty: nowhere
     repeat: int = 5  # test_create instances
     resumes: int = 5  # pause/resume rounds in test_resume
@@ -141,8 +146,199 @@ def docker_memory(docker: str, container: str) -> str:
     return proc.stdout.strip()
 
 
+@dataclass(frozen=True)
+class WorkCluster:
+    """What ``cluster`` gives test_work: a client, the namespace to work in, and how to make
+    objects.
+
+    ``apply`` is the vcluster handle's own helper in S and :meth:`TypedCreator.create` in the
+    baselines, so that the test body is the same everywhere. ``namespace_made`` is True where
+    the namespace-per-test fixture made the namespace already (Sn): the body then does not.
+    ``suffix`` makes the names of what the test creates outside its namespace unique, since in
+    Sn the cluster is shared by every test of a worker.
+    """
+
+    api: client.ApiClient
+    namespace: str
+    suffix: str
+    apply: Callable[[list[Manifest]], object]
+    namespace_made: bool = False
+
+    @classmethod
+    def fresh(
+        cls,
+        api: client.ApiClient,
+        apply: Callable[[list[Manifest]], object],
+        *,
+        namespace_made: bool = False,
+    ) -> WorkCluster:
+        suffix = uuid.uuid4().hex[:8]
+        return cls(api, f"work-{suffix}", suffix, apply, namespace_made)
+
+
+def namespace_manifest(name: str) -> Manifest:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def crd_and_binding(namespace: str, suffix: str) -> list[Manifest]:
+    """A CRD of a group of this test's own, one object of it, and a ClusterRoleBinding.
+
+    With the test's namespace, Deployment and Service these are what the benchmark's reset
+    figure is about: a new API kind changes discovery, and cluster-scoped objects outlive the
+    namespace.
+    """
+    group = f"t{suffix}.speed.example.com"
+    crd: Manifest = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {
+                "plural": "widgets",
+                "singular": "widget",
+                "kind": "Widget",
+                "listKind": "WidgetList",
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {"size": {"type": "integer"}},
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    widget: Manifest = {
+        "apiVersion": f"{group}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "one", "namespace": namespace},
+        "spec": {"size": 1},
+    }
+    binding: Manifest = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": f"speed-work-{suffix}"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}],
+    }
+    return [crd, widget, binding]
+
+
+class TypedCreator:
+    """Creates manifests with the client's typed APIs, in the order ``vcluster.apply`` uses.
+
+    The baselines create with it what S applies through its handle: CRDs first, waited for
+    until Established, then Namespaces, then the rest as given. It knows only the kinds the
+    suite makes. It remembers what it made outside any namespace, because in a shared cluster
+    (Sn) that outlives the test's namespace and has to be deleted by the fixture.
+    """
+
+    def __init__(self, api: client.ApiClient, timeout: float = 60.0) -> None:
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
+        self.extensions = client.ApiextensionsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.timeout = timeout
+        self.cluster_scoped: list[tuple[str, str]] = []  # (kind, name), in creation order
+        self.plurals: dict[tuple[str, str], str] = {}  # (group, kind) -> plural of a new CRD
+
+    def create(self, manifests: Sequence[Mapping[str, Any]]) -> None:
+        rank = {"CustomResourceDefinition": 0, "Namespace": 1}
+        for manifest in sorted(manifests, key=lambda m: rank.get(str(m["kind"]), 2)):
+            self._create(dict(manifest))
+
+    def _create(self, manifest: Manifest) -> None:
+        kind, name = str(manifest["kind"]), str(manifest["metadata"]["name"])
+        namespace = str(manifest["metadata"].get("namespace", "default"))
+        if kind == "CustomResourceDefinition":
+            self.extensions.create_custom_resource_definition(manifest)
+            self.cluster_scoped.append((kind, name))
+            self._wait_established(name)
+            spec = manifest["spec"]
+            self.plurals[(spec["group"], spec["names"]["kind"])] = spec["names"]["plural"]
+        elif kind == "Namespace":
+            self.core.create_namespace(manifest)
+            self.cluster_scoped.append((kind, name))
+        elif kind == "ClusterRoleBinding":
+            self.rbac.create_cluster_role_binding(manifest)
+            self.cluster_scoped.append((kind, name))
+        elif kind == "Deployment":
+            self.apps.create_namespaced_deployment(namespace, manifest)
+        elif kind == "Service":
+            self.core.create_namespaced_service(namespace, manifest)
+        else:
+            self._create_custom(manifest, kind, namespace)
+
+    def _wait_established(self, name: str) -> None:
+        def established() -> tuple[bool, object]:
+            status = self.extensions.read_custom_resource_definition(name).status
+            conditions = (status.conditions if status else None) or []
+            seen = [(c.type, c.status) for c in conditions]
+            return ("Established", "True") in seen, seen
+
+        # The same poll interval as the handle's apply, so neither side waits longer.
+        wait_until(f"CRD {name} Established", established, self.timeout, interval=0.25)
+
+    def _create_custom(self, manifest: Manifest, kind: str, namespace: str) -> None:
+        group, _, version = str(manifest["apiVersion"]).rpartition("/")
+        plural = self.plurals.get((group, kind))
+        if plural is None:
+            raise ValueError(f"{kind} of {group}: no CRD of this call defines it")
+
+        def created() -> tuple[bool, str]:
+            try:
+                self.custom.create_namespaced_custom_object(
+                    group, version, namespace, plural, manifest
+                )
+            except ApiException as exc:
+                # An Established CRD's resource may not be routed for a moment (the handle's
+                # apply retries the same way).
+                if exc.status != 404:
+                    raise
+                return False, f"{exc.status} {exc.reason}"
+            return True, "created"
+
+        wait_until(f"{kind} {manifest['metadata']['name']} created", created, self.timeout)
+
+    def delete_cluster_scoped(self) -> None:
+        """Delete, newest first and without waiting, what this creator made outside any
+        namespace; a namespace takes its content with it, a CRD its objects."""
+        deleters: dict[str, Callable[[str], object]] = {
+            "CustomResourceDefinition": self.extensions.delete_custom_resource_definition,
+            "ClusterRoleBinding": self.rbac.delete_cluster_role_binding,
+            "Namespace": lambda name: self.core.delete_namespace(
+                name, propagation_policy="Background"
+            ),
+        }
+        for kind, name in reversed(self.cluster_scoped):
+            try:
+                deleters[kind](name)
+            except ApiException as exc:
+                if exc.status != 404:  # gone already is as good as deleted
+                    raise
+        self.cluster_scoped.clear()
+
+
 class Workload:
-    """The stack's HTTP image as a one-replica Deployment and a Service in one namespace."""
+    """The stack's HTTP image as a one-replica Deployment and a Service in one namespace.
+
+    :meth:`manifests` describes them; ``cluster.apply`` makes them, so that S does it through
+    the vcluster handle and the baselines through the typed client.
+    """
 
     name = "web"
 
@@ -154,44 +350,40 @@ class Workload:
         self.port = port
         self.labels = {"app": self.name}
 
-    def deploy(self) -> None:
-        """Create the namespace, the Deployment and the Service."""
-        self.core.create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace))
-        )
-        container = client.V1Container(
-            name=self.name,
-            image=self.image,
-            image_pull_policy="IfNotPresent",  # the image is preloaded; nothing may be pulled
-            ports=[client.V1ContainerPort(name="http", container_port=self.port)],
-            readiness_probe=client.V1Probe(
-                http_get=client.V1HTTPGetAction(path="/", port="http"), period_seconds=1
-            ),
-        )
-        self.apps.create_namespaced_deployment(
-            self.namespace,
-            client.V1Deployment(
-                metadata=client.V1ObjectMeta(name=self.name, labels=self.labels),
-                spec=client.V1DeploymentSpec(
-                    replicas=1,
-                    selector=client.V1LabelSelector(match_labels=self.labels),
-                    template=client.V1PodTemplateSpec(
-                        metadata=client.V1ObjectMeta(labels=self.labels),
-                        spec=client.V1PodSpec(containers=[container]),
-                    ),
-                ),
-            ),
-        )
-        self.core.create_namespaced_service(
-            self.namespace,
-            client.V1Service(
-                metadata=client.V1ObjectMeta(name=self.name, labels=self.labels),
-                spec=client.V1ServiceSpec(
-                    selector=self.labels,
-                    ports=[client.V1ServicePort(name="http", port=80, target_port="http")],
-                ),
-            ),
-        )
+    def manifests(self, *, with_namespace: bool) -> list[Manifest]:
+        """The namespace (unless it is made elsewhere), the Deployment and the Service."""
+        container = {
+            "name": self.name,
+            "image": self.image,
+            "imagePullPolicy": "IfNotPresent",  # the image is preloaded; nothing may be pulled
+            "ports": [{"name": "http", "containerPort": self.port}],
+            "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+        }
+        metadata = {"name": self.name, "namespace": self.namespace, "labels": self.labels}
+        deployment: Manifest = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {**metadata},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": self.labels},
+                "template": {
+                    "metadata": {"labels": self.labels},
+                    "spec": {"containers": [container]},
+                },
+            },
+        }
+        service: Manifest = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {**metadata},
+            "spec": {
+                "selector": self.labels,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        }
+        namespace = [namespace_manifest(self.namespace)] if with_namespace else []
+        return [*namespace, deployment, service]
 
     def wait_ready(self, timeout: float = 180) -> None:
         """Wait until the Deployment's replica is available (its readiness probe passed)."""

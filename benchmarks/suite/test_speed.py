@@ -4,8 +4,9 @@
   (measurement C; the plugin's records give the phases).
 * ``test_resume``: pause and resume one (persistent) vcluster several times, timing each resume
   (R).
-* ``test_work``: about ``work_seconds`` of real work in ``cluster`` (S with vclusters, Sk with a
-  kind cluster per test; see conftest.py).
+* ``test_work``: a namespace, a Deployment with a Service, a CRD with an object and a
+  ClusterRoleBinding, then about ``work_seconds`` of real work in ``cluster`` (S and S0 with
+  vclusters, Sk with a kind cluster per test, Sn with a namespace per test; see conftest.py).
 * ``test_density``: idle vclusters one after another until creation fails, slows down past the
   limit, or the cap is reached, with the host node's memory before and after (D).
 
@@ -23,7 +24,15 @@ import pytest
 from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
-from speed_suite import CONFIG, TimingLog, Workload, docker_memory, wait_until
+from speed_suite import (
+    CONFIG,
+    TimingLog,
+    WorkCluster,
+    Workload,
+    crd_and_binding,
+    docker_memory,
+    wait_until,
+)
 from urllib3.exceptions import HTTPError
 
 from pytest_vcluster import HostInfo, VCluster, VClusterError
@@ -84,10 +93,17 @@ def test_resume(
 
 
 @pytest.mark.parametrize("index", range(CONFIG.tests))
-def test_work(cluster: client.ApiClient, speed_log: TimingLog, index: int) -> None:
+def test_work(cluster: WorkCluster, speed_log: TimingLog, index: int) -> None:
     started = time.monotonic()
-    web = Workload(cluster, "work", CONFIG.workload_image, CONFIG.workload_port)
-    web.deploy()
+    web = Workload(cluster.api, cluster.namespace, CONFIG.workload_image, CONFIG.workload_port)
+    # What the benchmark's reset figure is about: namespace, Deployment and Service, a CRD with
+    # an object, and a ClusterRoleBinding, all left for the teardown to undo.
+    cluster.apply(
+        [
+            *web.manifests(with_namespace=not cluster.namespace_made),
+            *crd_and_binding(cluster.namespace, cluster.suffix),
+        ]
+    )
     web.wait_ready()
     page = web.get("")
     assert "workload" in page, f"unexpected page from {CONFIG.workload_image}: {page[:200]!r}"

@@ -329,6 +329,7 @@ class VClusterManager:
                 "seconds": round(result.seconds, 3),
                 "clean": result.recycled,
                 "reasons": list(result.reasons[:10]),
+                "phases": result.phases(),
             }
         )
         if result.recycled:

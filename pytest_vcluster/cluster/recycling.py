@@ -66,6 +66,20 @@ class RecycleResult:
     reset: ResetResult | None = None
     host: HostCheck | None = None
 
+    def phases(self) -> dict[str, float]:
+        """Seconds per phase, for the records: deleting, waiting until gone, the proving
+        inventory, and the host namespace check."""
+        found: dict[str, float] = {}
+        if self.reset is not None:
+            found.update(
+                delete=self.reset.delete_seconds,
+                wait=self.reset.wait_seconds,
+                verify=self.reset.verify_seconds,
+            )
+        if self.host is not None:
+            found["host"] = self.host.seconds
+        return {phase: round(seconds, 3) for phase, seconds in found.items()}
+
 
 def take_baseline(
     api_client: client.ApiClient,
