@@ -19,9 +19,10 @@ The order makes a reset finish whatever a test left, and quickly:
    and cluster-scoped ones are deleted one by one. What an owner deletes (the garbage
    collector) is left to it for a grace period; pods are deleted without one, since nobody
    waits for a test's pods to shut down;
-4. objects still terminating after the grace period lose their finalizers (their controller
-   was usually part of the test, and is gone), and a namespace whose content is gone is
-   finalized through its ``finalize`` subresource.
+4. objects held by a finalizer of the test's own lose it at once (its controller was part of
+   the test, and is gone); those held by one of the control plane's lose it only after the
+   grace period; and a namespace whose content is gone is finalized through its ``finalize``
+   subresource.
 
 Between two rounds only the resources of what is left are listed; the last look lists every
 resource and is the proof.
@@ -459,9 +460,10 @@ class _Reset:
                 # would leave them in the store, back when a CRD of that name comes again.
                 and _kind(entry) != _CRD
                 and not state.stripped
-                # Counted from the delete: the reset's own, or the first look that saw it
-                # terminating.
-                and self.past_grace(state, at)
+                # A finalizer of the test's own (its controller went with the test) goes at
+                # once; one of the control plane's is left to it for the grace period, counted
+                # from the delete: the reset's own, or the first look that saw it terminating.
+                and (not _control_plane_finalizers(entry) or self.past_grace(state, at))
             ):
                 state.stripped = True
                 jobs.append(self.job_strip(entry))
@@ -708,6 +710,21 @@ def _delete_options(key: ObjectKey) -> dict[str, object]:
         # by a second, shorter delete of the virtual pod, so waiting for it gains nothing.
         options["gracePeriodSeconds"] = POD_GRACE_SECONDS
     return options
+
+
+#: Finalizer domains whose controllers run in the virtual control plane (garbage collector,
+#: volume protection, Job tracking, CRD cleanup): they remove their finalizers themselves.
+_CONTROL_PLANE_DOMAINS = ("kubernetes.io", "k8s.io")
+
+
+def _control_plane_finalizers(entry: Entry) -> bool:
+    """True if any of ``entry``'s finalizers is the control plane's (``foregroundDeletion``,
+    ``orphan``, ``kubernetes.io/pvc-protection``, ...), not one a test's controller set."""
+    for finalizer in entry.finalizers:
+        domain = finalizer.split("/", 1)[0] if "/" in finalizer else ""
+        if not domain or domain.endswith(_CONTROL_PLANE_DOMAINS):
+            return True
+    return False
 
 
 def _kind(entry: Entry) -> tuple[str, str]:
