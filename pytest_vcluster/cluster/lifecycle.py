@@ -329,7 +329,10 @@ class VClusterManager:
                 "seconds": round(result.seconds, 3),
                 "clean": result.recycled,
                 "reasons": list(result.reasons[:10]),
+                "hold_seconds": result.auth_cache_seconds,
                 "phases": result.phases(),
+                # What the baseline cost its cluster's setup, once, when it was new.
+                "baseline_seconds": round(baseline.seconds, 3),
             }
         )
         if result.recycled:

@@ -32,7 +32,14 @@ from pytest_vcluster.cluster.reset import (
 from pytest_vcluster.core.errors import RunInterruptedError, VClusterError
 from pytest_vcluster.core.waits import Deadline
 
-__all__ = ["SETTLE_CHECKS", "Baseline", "RecycleResult", "reset_to_baseline", "take_baseline"]
+__all__ = [
+    "AUTH_CACHE_SECONDS",
+    "SETTLE_CHECKS",
+    "Baseline",
+    "RecycleResult",
+    "reset_to_baseline",
+    "take_baseline",
+]
 
 #: How many more inventories a baseline may take while the cluster still settles. Right after
 #: Ready, controllers may still write status (CoreDNS's Deployment becoming Available, its
@@ -41,6 +48,16 @@ __all__ = ["SETTLE_CHECKS", "Baseline", "RecycleResult", "reset_to_baseline", "t
 SETTLE_CHECKS = 3
 #: Seconds between two inventories while the cluster settles.
 SETTLE_INTERVAL = 0.5
+#: How long a token the last test used may still be accepted after its ServiceAccount is
+#: gone. Two caches trust a bearer token once checked: the virtual kube-apiserver keeps each
+#: successful token authentication for 10 s (``TokenSuccessCacheTTL``, not a flag), and
+#: vcluster's API proxy in front of it keeps each TokenReview it got for 5 s (``cacheTime`` in
+#: its ``pkg/authentication/delegatingauthenticator``, v0.36), asking the apiserver again only
+#: after that. Seen here: a token of a ServiceAccount deleted 7 s before was still accepted,
+#: and after the account was made again under the same name it authenticated as that new
+#: account (403, not 401) until 15 s after its last use. A recycled cluster is handed over
+#: only once both caches forgot the last test; the margin covers clock skew and request time.
+AUTH_CACHE_SECONDS = 10.0 + 5.0 + 0.5
 
 
 @dataclass(frozen=True)
@@ -57,7 +74,9 @@ class Baseline:
 class RecycleResult:
     """Whether a reset brought the cluster back to its baseline, proven, and why not.
 
-    ``seconds`` is the whole reset: deletes, waits, the proving inventory and the host check.
+    ``seconds`` is the reset's work: deletes, waits, the proving inventory and the host
+    check. ``auth_cache_seconds`` is the hold after it, until no token of the last test can
+    be accepted any more (:data:`AUTH_CACHE_SECONDS`).
     """
 
     recycled: bool
@@ -65,6 +84,8 @@ class RecycleResult:
     seconds: float
     reset: ResetResult | None = None
     host: HostCheck | None = None
+    #: Seconds waited at the end for vcluster's authentication cache to forget the last test.
+    auth_cache_seconds: float = 0.0
 
     def phases(self) -> dict[str, float]:
         """Seconds per phase, for the records: deleting, waiting until gone, the proving
@@ -78,6 +99,8 @@ class RecycleResult:
             )
         if self.host is not None:
             found["host"] = self.host.seconds
+        if self.auth_cache_seconds:
+            found["auth_cache"] = self.auth_cache_seconds
         return {phase: round(seconds, 3) for phase, seconds in found.items()}
 
 
@@ -127,8 +150,12 @@ def reset_to_baseline(
     *,
     timeout: float,
     stop: threading.Event | None = None,
+    auth_cache: float = AUTH_CACHE_SECONDS,
 ) -> RecycleResult:
-    """Reset the cluster to ``baseline`` and prove it, inside and on the host.
+    """Reset the cluster to ``baseline`` and prove it, inside and on the host, then wait until
+    the API server and vcluster's proxy forgot every token of the last test (``auth_cache``
+    seconds after the last moment one of its principals could have used the cluster: the
+    reset's start, or when its pods were gone from the host).
 
     Never raises for a cluster that cannot be recycled: the result says why. Raises
     :class:`~pytest_vcluster.core.errors.RunInterruptedError` when ``stop`` is set.
@@ -166,4 +193,24 @@ def reset_to_baseline(
         )
     else:
         reasons = ()
-    return RecycleResult(not reasons, tuple(reasons), seconds, inside, host)
+    if reasons:
+        return RecycleResult(False, tuple(reasons), seconds, inside, host)
+    # The test itself stopped using the cluster before the reset started; its pods, if any,
+    # only once the host namespace was clean (which is now).
+    ran_pods = any((key.group, key.kind) == ("", "Pod") for key in inside.deleted)
+    last_use = time.monotonic() if ran_pods else started
+    waited = _wait_until(last_use + auth_cache, stop)
+    return RecycleResult(True, (), seconds, inside, host, auth_cache_seconds=round(waited, 3))
+
+
+def _wait_until(moment: float, stop: threading.Event | None) -> float:
+    """Sleep until ``moment`` (monotonic); the seconds slept. Raises if ``stop`` is set."""
+    started = time.monotonic()
+    left = moment - started
+    if left > 0:
+        if stop is not None:
+            if stop.wait(left):
+                raise RunInterruptedError("stopped recycling a vcluster: run interrupted")
+        else:
+            time.sleep(left)
+    return time.monotonic() - started

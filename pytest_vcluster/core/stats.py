@@ -153,9 +153,11 @@ class Stats:
         if self.resets:
             seconds = [float(entry["seconds"]) for entry in self.resets]
             unclean = [entry for entry in self.resets if not entry["clean"]]
+            held = [float(e.get("hold_seconds") or 0.0) for e in self.resets if e["clean"]]
+            hold = f", then held p50 {percentile(held, 0.5):.1f}s for token caches" if held else ""
             lines.append(
                 f"resets for recycling: p50 {percentile(seconds, 0.5):.1f}s, "
-                f"p95 {percentile(seconds, 0.95):.1f}s over {len(seconds)}; "
+                f"p95 {percentile(seconds, 0.95):.1f}s over {len(seconds)}{hold}; "
                 f"{len(unclean)} not proven clean (those clusters were deleted)"
             )
             lines += [

@@ -63,11 +63,17 @@ CLEAN_RESET = ResetResult(clean=True, reasons=(), diff=InventoryDiff(), inventor
 
 
 def recycle(
-    monkeypatch: pytest.MonkeyPatch, reset: Any, host: Any, timeout: float = 30
+    monkeypatch: pytest.MonkeyPatch,
+    reset: Any,
+    host: Any,
+    timeout: float = 30,
+    auth_cache: float = 0.0,
 ) -> recycling.RecycleResult:
     monkeypatch.setattr(recycling, "reset", reset)
     monkeypatch.setattr(recycling, "host_namespace_clean", host)
-    return recycling.reset_to_baseline(API, API, "ns", BASELINE, timeout=timeout)
+    return recycling.reset_to_baseline(
+        API, API, "ns", BASELINE, timeout=timeout, auth_cache=auth_cache
+    )
 
 
 def test_a_clean_reset_and_a_clean_host_namespace_recycle(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,3 +143,22 @@ def test_an_interrupt_is_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(RunInterruptedError):
         recycle(monkeypatch, interrupted, lambda *a, **k: HostCheck(clean=True))
+
+
+def test_the_cluster_is_handed_over_only_once_vclusters_auth_cache_forgot_the_last_test(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pod = ObjectKey("", "Pod", "t1", "web-1")
+    with_pods = ResetResult(
+        clean=True, reasons=(), diff=InventoryDiff(), inventory=inventory("1"), deleted=(pod,)
+    )
+    result = recycle(
+        monkeypatch, lambda *a, **k: with_pods, lambda *a, **k: HostCheck(clean=True),
+        auth_cache=0.3,
+    )  # fmt: skip
+    assert result.recycled
+    # Counted from when the pods were gone (the end of the host check), not from the start.
+    assert 0.25 <= result.auth_cache_seconds <= 1.0
+    assert result.phases()["auth_cache"] == result.auth_cache_seconds
+    # kube-apiserver caches a token for 10 s, vcluster's proxy for 5 s more.
+    assert recycling.AUTH_CACHE_SECONDS > 15.0
