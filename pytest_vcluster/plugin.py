@@ -38,13 +38,15 @@ from pytest_vcluster.core.progress import Progress
 from pytest_vcluster.core.stats import Stats
 from pytest_vcluster.core.waits import Deadline
 from pytest_vcluster.diagnostics.header import header_lines, tools_line
-from pytest_vcluster.pool.upcoming import UpcomingItems, UpcomingView
 from pytest_vcluster.pool.xdist_queue import XdistQueue, find_queue, xdist_note
 from pytest_vcluster.pool.xdist_workers import leftover_hint, stop_and_wait, worker_id
-from pytest_vcluster.settings.config import OPTIONS, Settings, TeardownMode, resolve_settings
-from pytest_vcluster.settings.markers import MARKER_HELP, MarkerArgs, check_values, parse_marker
-from pytest_vcluster.settings.request import ClusterRequest
-from pytest_vcluster.settings.versions import KubeVersion, check_served
+from pytest_vcluster.settings.config import (
+    MARKER_HELP,
+    OPTIONS,
+    Settings,
+    TeardownMode,
+    resolve_settings,
+)
 
 if TYPE_CHECKING:
     # The engine loads when a vcluster fixture is first set up, not with the plugin: pytest
@@ -56,6 +58,12 @@ if TYPE_CHECKING:
     from pytest_vcluster.host.kind import HostInfo
     from pytest_vcluster.pool.factory import VClusterFactory, WorkerPool
     from pytest_vcluster.pool.lookahead import ClusterPool
+
+    # Requests and markers load at collection, and only for tests that use a vcluster.
+    from pytest_vcluster.pool.upcoming import UpcomingItems, UpcomingView  # noqa: F401 - StashKey
+    from pytest_vcluster.settings.markers import MarkerArgs
+    from pytest_vcluster.settings.request import ClusterRequest
+    from pytest_vcluster.settings.versions import KubeVersion
 
 __all__ = [
     "pytest_addoption",
@@ -87,12 +95,12 @@ MANAGERS_KEY = pytest.StashKey[list["VClusterManager"]]()
 STATS_KEY = pytest.StashKey[Stats]()
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 #: Per item: the cluster request resolved at collection (with its first cluster's spec).
-REQUEST_KEY = pytest.StashKey[ClusterRequest]()
+REQUEST_KEY = pytest.StashKey["ClusterRequest"]()
 #: Per run: the requests by node id, and the collected items indexed for lookahead.
-REQUESTS_KEY = pytest.StashKey[dict[str, ClusterRequest]]()
-UPCOMING_KEY = pytest.StashKey[UpcomingItems]()
+REQUESTS_KEY = pytest.StashKey["dict[str, ClusterRequest]"]()
+UPCOMING_KEY = pytest.StashKey["UpcomingItems"]()
 #: Per run: each ``vcluster`` marker parsed once (by identity; the marker is kept alive).
-MARKERS_KEY = pytest.StashKey[dict[int, tuple[pytest.Mark, MarkerArgs | ConfigError]]]()
+MARKERS_KEY = pytest.StashKey["dict[int, tuple[pytest.Mark, MarkerArgs | ConfigError]]"]()
 POOL_KEY = pytest.StashKey["ClusterPool"]()
 PROGRESS_KEY = pytest.StashKey[Progress]()
 CURRENT_KEY = pytest.StashKey[pytest.Item]()
@@ -360,6 +368,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def _marker_args(config: pytest.Config, marker: pytest.Mark, base_dir: Any) -> MarkerArgs:  # noqa: ANN401 - a path
     """The marker's arguments, parsed once per marker; raises :class:`ConfigError`."""
+    from pytest_vcluster.settings.markers import parse_marker  # noqa: PLC0415 - see TYPE_CHECKING
+
     parsed = config.stash.setdefault(MARKERS_KEY, {})
     found = parsed.get(id(marker))
     if found is None:
@@ -374,6 +384,8 @@ def _marker_args(config: pytest.Config, marker: pytest.Mark, base_dir: Any) -> M
 
 
 def _check_served_versions(args: MarkerArgs, settings: Settings) -> None:
+    from pytest_vcluster.settings.versions import check_served  # noqa: PLC0415
+
     for version in (*([args.version] if args.version else []), *args.versions):
         option = "vcluster(version=...)" if version == args.version else "vcluster(versions=...)"
         check_served(version, settings.version_map, option)
@@ -385,7 +397,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = definition.get_closest_marker("vcluster")
     settings = metafunc.config.stash[SETTINGS_KEY]
     error: ConfigError | None = None
-    args = MarkerArgs()
+    args: MarkerArgs | None = None
     if marker is not None:
         try:
             args = _marker_args(metafunc.config, marker, definition.path.parent)
@@ -398,9 +410,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         pytest.fail(f"usage error in {definition.nodeid}: {error}", pytrace=False)
     if not VCLUSTER_FIXTURES.intersection(metafunc.fixturenames):
         return
-    if args.version is not None:
+    if args is not None and args.version is not None:
         return
-    versions = args.versions or settings.versions
+    versions = (args.versions if args is not None else ()) or settings.versions
     if versions:
         metafunc.parametrize(
             "vcluster_version",
@@ -443,6 +455,10 @@ def _predict_values(item: pytest.Item) -> Mapping[str, Any] | None:
 def _cluster_request(item: pytest.Item) -> ClusterRequest:
     """Everything the item asks of its clusters, from its marker (parsed once), its matrix
     version and its predicted ``vcluster_values``, with its first cluster's spec."""
+    from pytest_vcluster.settings.markers import MarkerArgs  # noqa: PLC0415 - see TYPE_CHECKING
+    from pytest_vcluster.settings.request import ClusterRequest  # noqa: PLC0415
+    from pytest_vcluster.settings.versions import KubeVersion  # noqa: PLC0415
+
     config = item.config
     marker = item.get_closest_marker("vcluster")
     args = _marker_args(config, marker, item.path.parent) if marker else MarkerArgs()
@@ -483,6 +499,8 @@ def pytest_collection_modifyitems(
         item.stash[REQUEST_KEY] = requests[item.nodeid] = request
     config.stash[REQUESTS_KEY] = requests
     if requests:
+        from pytest_vcluster.pool.upcoming import UpcomingItems  # noqa: PLC0415
+
         config.stash[UPCOMING_KEY] = UpcomingItems(
             [
                 (item.nodeid, found.first if (found := requests.get(item.nodeid)) else None)
@@ -879,6 +897,7 @@ def vcluster_factory(
 ) -> Iterator[VClusterFactory]:
     """Create extra vclusters in one test: ``vcluster_factory(version=..., values=...)``."""
     from pytest_vcluster.pool.factory import VClusterFactory  # noqa: PLC0415
+    from pytest_vcluster.settings.markers import check_values  # noqa: PLC0415
 
     cluster_request = _request(request).at_setup(
         vcluster_version, check_values(vcluster_values, _VALUES_FIXTURE) or {}
@@ -898,7 +917,8 @@ def vcluster_factory(
 
 @pytest.fixture
 def vcluster(vcluster_factory: VClusterFactory) -> VCluster:
-    """A fresh vcluster for this test, torn down after it (``--vcluster-teardown``)."""
+    """A pristine vcluster for this test (new, or recycled through a proven reset), torn
+    down or recycled after it (``--vcluster-teardown``, ``--vcluster-recycle``)."""
     return vcluster_factory()
 
 
@@ -911,6 +931,8 @@ def vcluster_worker(
     _vcluster_diagnostics: DiagnosticsCollector,
 ) -> VCluster:
     """The vcluster this process (xdist worker) shares between tests of the same spec."""
+    from pytest_vcluster.settings.markers import check_values  # noqa: PLC0415
+
     cluster_request = _request(request).at_setup(
         vcluster_version, check_values(vcluster_values, _VALUES_FIXTURE) or {}
     )

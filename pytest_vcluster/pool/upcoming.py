@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pytest_vcluster.settings.request import VClusterSpec
+if TYPE_CHECKING:
+    from pytest_vcluster.settings.request import VClusterSpec
 
 __all__ = ["Entry", "ListView", "UpcomingItems", "UpcomingView", "as_view"]
 
 #: A test this process will run and the spec of the cluster it needs (``None``: none known).
-Entry = tuple[str, VClusterSpec | None]
+Entry = tuple[str, "VClusterSpec | None"]
 
 
 class UpcomingView(Protocol):

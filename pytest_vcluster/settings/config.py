@@ -353,6 +353,21 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("helm-binary", "Path of the helm binary (default: helm on PATH).", metavar="PATH"),
 )
 
+#: The marker's help line for ``pytest --markers``. Here, not with the marker's parser: the
+#: plugin registers it in every run, and parses markers only in runs that use them.
+MARKER_HELP = (
+    "vcluster(version=None, versions=None, values=None, values_file=None, teardown=None, "
+    "timeout=None, persistent=None, manifests=None, recycle=None): choose the virtual cluster "
+    "of this test: "
+    "a Kubernetes version ('1.33' or 'v1.33.4') or a list of versions to run the test once per "
+    "version, chart values (a dict or a YAML file), the teardown mode (delete, pause, keep, "
+    "keep-on-failure, pause-on-failure), the ready timeout in seconds, whether the cluster keeps "
+    "its store on a volume so that it can be paused (default: only when the teardown mode may "
+    "pause), manifest files or directories applied inside it before the test starts, and "
+    "recycle=False for a freshly created cluster that is deleted after the test (never reset "
+    "and handed on)."
+)
+
 _OPTIONS_BY_NAME = {spec.name: spec for spec in OPTIONS}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

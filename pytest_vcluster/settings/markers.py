@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vcluster.core.errors import ConfigError
-from pytest_vcluster.settings.config import TeardownMode, parse_teardown
+from pytest_vcluster.settings.config import MARKER_HELP, TeardownMode, parse_teardown
 from pytest_vcluster.settings.values import load_values_file
 from pytest_vcluster.settings.versions import KubeVersion, parse_version, parse_version_list
 
@@ -29,19 +29,6 @@ __all__ = [
     "check_values",
     "parse_marker",
 ]
-
-MARKER_HELP = (
-    "vcluster(version=None, versions=None, values=None, values_file=None, teardown=None, "
-    "timeout=None, persistent=None, manifests=None, recycle=None): choose the virtual cluster "
-    "of this test: "
-    "a Kubernetes version ('1.33' or 'v1.33.4') or a list of versions to run the test once per "
-    "version, chart values (a dict or a YAML file), the teardown mode (delete, pause, keep, "
-    "keep-on-failure, pause-on-failure), the ready timeout in seconds, whether the cluster keeps "
-    "its store on a volume so that it can be paused (default: only when the teardown mode may "
-    "pause), manifest files or directories applied inside it before the test starts, and "
-    "recycle=False for a freshly created cluster that is deleted after the test (never reset "
-    "and handed on)."
-)
 
 _ARGS = (
     "version",

@@ -16,10 +16,10 @@ COUNTING_CONFTEST = (
     FAKE_MANAGER_CONFTEST
     + """
 
-from pytest_vcluster import plugin as _plugin
+from pytest_vcluster.settings import markers as _markers
 
 PARSES = Path(__file__).parent / "parses.txt"
-_original = _plugin.parse_marker
+_original = _markers.parse_marker
 
 
 def _counting(*args, **kwargs):
@@ -28,7 +28,7 @@ def _counting(*args, **kwargs):
     return _original(*args, **kwargs)
 
 
-_plugin.parse_marker = _counting
+_markers.parse_marker = _counting
 """
 )
 
