@@ -120,15 +120,22 @@ def setup_sources(setups: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def reset_figures(resets: list[dict[str, Any]]) -> dict[str, Any]:
-    """The spread of the resets' whole durations, how many were proven clean, and the most
-    common reasons of those that were not."""
+    """The spread of the resets' work (deletes, waits, proof) and of the hold after it, how
+    many were proven clean, and the most common reasons of those that were not."""
     seconds = [float(r["seconds"]) for r in resets if isinstance(r.get("seconds"), int | float)]
     # A reason names the object left over; the first words are what repeats across resets.
     reasons = Counter(str(why)[:120] for r in resets for why in r.get("reasons") or [])
+    # The hold until no token of the last test is cached any more comes after the proof.
+    held = [
+        float(r["hold_seconds"])
+        for r in resets
+        if r.get("clean") is True and isinstance(r.get("hold_seconds"), int | float)
+    ]
     return {
         **spread(seconds, "records"),
         "clean": sum(1 for r in resets if r.get("clean") is True),
         "reasons": dict(reasons.most_common(5)),
+        "hold": spread(held, "records") if held else None,
     }
 
 

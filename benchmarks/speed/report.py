@@ -146,6 +146,13 @@ def _suite_lines(key: str, what: str, suite: dict[str, Any]) -> list[str]:
             f"{sec(resets.get('p50'))} / {sec(resets.get('p95'))}",
             f"{resets['clean']} of {resets['n']} proven clean" if resets.get("n") else "",
         )
+        hold = resets.get("hold") or {}
+        if hold:
+            row(
+                "    then held for token caches p50",
+                sec(hold.get("p50")),
+                "until 15.5 s after the last test's last possible use",
+            )
     clusters = suite.get("worker_clusters") or {}
     if clusters:
         row(

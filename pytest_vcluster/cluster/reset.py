@@ -35,6 +35,7 @@ left there. This module does not import pytest.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -107,6 +108,8 @@ POLL_INTERVAL = 0.5
 RETRY_INTERVAL = 2.0
 #: Requests sent at once.
 WORKERS = 8
+
+log = logging.getLogger(__name__)
 
 _CRD = ("apiextensions.k8s.io", "CustomResourceDefinition")
 _NAMESPACE = ("", "Namespace")
@@ -362,6 +365,14 @@ class _Reset:
             ) from None
         if not self.last.partial:
             self.full = self.last
+        if log.isEnabledFor(logging.DEBUG):
+            left = [str(entry) for entry in self.added(self.last)]
+            log.debug(
+                "reset look %d at %.2fs (%s, %.2fs): %d added left: %s",
+                self.inventories, self.deadline.elapsed,
+                "partial" if self.last.partial else "full", self.last.seconds,
+                len(left), ", ".join(left[:12]),
+            )  # fmt: skip
         return self.last
 
     def pause(self, awaited: str) -> None:
