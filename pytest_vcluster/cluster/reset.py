@@ -103,7 +103,7 @@ LEFT_TO_THE_SERVER: Mapping[tuple[str, str], str] = {
 #: the pod's own grace period (see :func:`host_namespace_clean`'s ``force_after``).
 POD_GRACE_SECONDS = 0
 #: Seconds between two looks at what is left.
-POLL_INTERVAL = 0.5
+POLL_INTERVAL = 0.2
 #: Seconds before a delete that failed (a webhook still refusing) is sent again.
 RETRY_INTERVAL = 2.0
 #: Requests sent at once.
