@@ -196,18 +196,22 @@ class Bench:
         }
         self._print_suite(key)
 
-    def measure_sk(self) -> None:
-        prefix = f"speed-sk-{self.token}"
+    def _run_baseline(self, key: str, backend: str) -> InnerRun:
+        """The work suite with the plugin off on kind clusters of its own, reaped after."""
+        prefix = f"speed-{key.lower()}-{self.token}"
         try:
-            inner = self.suite.run(
-                "Sk",
+            return self.suite.run(
+                key,
                 "test_work",
-                self._work_settings("kind", kind_prefix=prefix),
+                self._work_settings(backend, kind_prefix=prefix),
                 vcluster=False,
                 workers=self.options.workers,
             )
         finally:
             self.reap_baseline(prefix)
+
+    def measure_sk(self) -> None:
+        inner = self._run_baseline("Sk", "kind")
         self.results["Sk"] = {
             **self._suite_result(inner, "kind"),
             "setup": spread(inner.seconds("fixture_setup", fixture="kind_cluster"), "fixture"),
@@ -216,17 +220,7 @@ class Bench:
 
     def measure_sn(self) -> None:
         """The same tests, a fresh namespace each in one kind cluster per xdist worker."""
-        prefix = f"speed-sn-{self.token}"
-        try:
-            inner = self.suite.run(
-                "Sn",
-                "test_work",
-                self._work_settings("namespace", kind_prefix=prefix),
-                vcluster=False,
-                workers=self.options.workers,
-            )
-        finally:
-            self.reap_baseline(prefix)
+        inner = self._run_baseline("Sn", "namespace")
         # A worker's first test waits for its kind cluster too; the others only for a namespace.
         waits = inner.setup_waits({"kind_worker_cluster", "kind_namespace"})
         self.results["Sn"] = {
