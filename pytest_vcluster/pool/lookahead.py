@@ -307,10 +307,7 @@ class ClusterPool:
             ):
                 self._start_recycling(handle, spec)
                 return
-            if not self._closed:
-                self._teardowns.append(self._reapers.submit(self.manager.finish, handle, action))
-                return
-        self.manager.finish(handle, action)
+        self._finish(handle, action)
 
     def _recyclable(self, handle: VCluster, spec: VClusterSpec) -> bool:
         if not spec.recycle or self._closed or interrupts.interrupted:
@@ -331,11 +328,11 @@ class ClusterPool:
             try:
                 result = self.manager.recycle(handle, spec)
             except BaseException:
-                self._delete(handle)
+                self._finish(handle, TeardownAction.DELETE)
                 raise
             if result.recycled:
                 return handle
-            self._delete(handle)
+            self._finish(handle, TeardownAction.DELETE)
             raise _NotRecycled("; ".join(result.reasons[:3]))
 
         self._recycles += 1
@@ -343,15 +340,13 @@ class ClusterPool:
         future = self._reapers.submit(recycle)
         self._preparations[key] = _Preparation(key, spec, future, recycling=handle)
 
-    def _delete(self, handle: VCluster) -> None:
-        """Delete ``handle`` in the background, or here once the pool is closing."""
+    def _finish(self, handle: VCluster, action: TeardownAction) -> None:
+        """Tear ``handle`` down in the background, or here once the pool is closing."""
         with self._lock:
             if not self._closed:
-                self._teardowns.append(
-                    self._reapers.submit(self.manager.finish, handle, TeardownAction.DELETE)
-                )
+                self._teardowns.append(self._reapers.submit(self.manager.finish, handle, action))
                 return
-        self.manager.finish(handle, TeardownAction.DELETE)
+        self.manager.finish(handle, action)
 
     def close(self) -> None:
         """Delete the clusters nobody took and wait for every teardown to end."""
