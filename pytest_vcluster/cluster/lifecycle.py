@@ -92,6 +92,14 @@ class TeardownAction(enum.Enum):
     KEEP = "keep"
 
 
+def _apply_spec_manifests(handle: VCluster, spec: VClusterSpec) -> None:
+    """Apply the marker's manifests inside ``handle``, in order."""
+    from pytest_vcluster.cluster.manifests import apply_manifests  # noqa: PLC0415 - once used
+
+    for path in spec.manifests:
+        apply_manifests(handle.api_client, path, timeout=spec.ready_timeout)
+
+
 def decide_teardown(mode: TeardownMode, failed: bool) -> TeardownAction:
     """Map a teardown mode and the test outcome to an action."""
     match mode:
@@ -313,11 +321,8 @@ class VClusterManager:
             stop=interrupts.cancel,
         )
         if result.recycled and spec.manifests:
-            from pytest_vcluster.cluster.manifests import apply_manifests  # noqa: PLC0415
-
             try:
-                for path in spec.manifests:
-                    apply_manifests(handle.api_client, path, timeout=spec.ready_timeout)
+                _apply_spec_manifests(handle, spec)
             except VClusterError as exc:
                 result = RecycleResult(
                     False, (f"applying the manifests again: {exc}",), result.seconds
@@ -356,11 +361,8 @@ class VClusterManager:
         Here, not in the test: a cluster prepared ahead carries them when its test starts. A
         manifest the API refuses fails the setup, and the cluster goes as a failed test's would.
         """
-        from pytest_vcluster.cluster.manifests import apply_manifests  # noqa: PLC0415 - once used
-
         try:
-            for path in spec.manifests:
-                apply_manifests(handle.api_client, path, timeout=spec.ready_timeout)
+            _apply_spec_manifests(handle, spec)
         except BaseException:
             with interrupts.shielded():
                 self.finish(handle, decide_teardown(teardown_on_error, failed=True))
