@@ -205,14 +205,41 @@ class SmokeCluster:
     def wait_ready(self) -> None:
         wait_until(f"vcluster {self.name} control-plane pod Ready", self.control_plane_ready, 300)
 
+    def wait_kubeconfig_secret(self) -> str:
+        """The kubeconfig vcluster writes to `vc-NAME`. The pod can turn Ready a moment before
+        the syncer has written that secret (seen once in CI on 1.35), so it is waited for."""
+        found: dict[str, str] = {}
+
+        def written() -> tuple[bool, str]:
+            proc = self.stack.run(
+                self.stack.tool("kubectl"),
+                "--kubeconfig",
+                str(self.host),
+                "-n",
+                self.namespace,
+                "get",
+                "secret",
+                f"vc-{self.name}",
+                "-o",
+                "json",
+                check=False,
+            )
+            if proc.returncode != 0:
+                return False, proc.stderr.strip()
+            config = json.loads(proc.stdout).get("data", {}).get("config")
+            if not config:
+                return False, "secret has no config key yet"
+            found["config"] = base64.b64decode(config).decode()
+            return True, ""
+
+        wait_until(f"secret vc-{self.name} with the virtual kubeconfig", written, 120)
+        return found["config"]
+
     @contextlib.contextmanager
     def connected(self, tmp_path: Path) -> Iterator[Path]:
         """A kubeconfig of the virtual API, through a port-forward to the control plane that
         lasts for the block (see virtual_args); the API answers /readyz when the block starts."""
-        secret = kubectl_json(
-            self.stack, self.host, "-n", self.namespace, "get", "secret", f"vc-{self.name}"
-        )
-        kubeconfig_text = base64.b64decode(secret["data"]["config"]).decode()
+        kubeconfig_text = self.wait_kubeconfig_secret()
         pod_name = self.control_plane_pods()[0]["metadata"]["name"]
         forward = PortForward(self.stack, self.host, self.namespace, f"pod/{pod_name}", 8443)
         try:
