@@ -3,7 +3,15 @@
 This replaces ``kubectl port-forward`` and the vcluster CLI's background proxy. The listener
 accepts connections in a thread; each connection opens its own port-forward stream to a pod
 chosen by label selector at that moment, so the forward survives a pod being replaced (pause
-and resume, a restart). Bytes are pumped both ways by a small ``select`` loop per connection.
+and resume, a restart).
+
+The stream is a websocket speaking ``v4.channel.k8s.io``, read and written only by the thread
+that serves its connection. The client library's own port-forward runs a second thread per
+stream whose errors nobody can catch: when the API server reset a stream (a cluster paused,
+recycled or deleted while a client still held a connection), that thread died with
+``ConnectionResetError`` and pytest reported an unhandled thread exception, which a suite
+with ``filterwarnings = error`` turns into a failed test. Here such an end is a debug line
+and a closed local connection.
 """
 
 from __future__ import annotations
@@ -12,66 +20,180 @@ import contextlib
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import websocket
 from kubernetes import client
-from kubernetes.stream import portforward
 
 from pytest_vcluster.core.pods import pod_ready
 
-__all__ = ["PodPortForwarder", "SocketLike", "pick_pod", "pump"]
+__all__ = ["PodPortForwarder", "PodStream", "SocketLike", "open_pod_stream", "pick_pod", "pump"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 
+#: The port-forward subprotocol: each message starts with a channel byte, ``0`` for the port's
+#: bytes and ``1`` for its errors, and the first message on each channel names the port.
+PORT_FORWARD_PROTOCOL = "v4.channel.k8s.io"
+_DATA, _ERROR = 0, 1
+
 
 class SocketLike(Protocol):
-    """The part of a socket :func:`pump` uses (the port-forward socket is a wrapper)."""
+    """One end :func:`pump` copies from and to: a socket, or a :class:`PodStream`."""
 
     def fileno(self) -> int: ...
-    def recv(self, size: int, /) -> bytes: ...
+    def recv(self, size: int, /) -> bytes | None: ...
     def sendall(self, data: bytes, /) -> None: ...
     def close(self) -> None: ...
 
 
+def _buffered(end: SocketLike) -> bool:
+    """Whether ``end`` holds bytes ``select`` cannot see (decrypted TLS records)."""
+    pending = getattr(end, "pending", None)
+    return bool(pending()) if callable(pending) else False
+
+
 def pump(a: SocketLike, b: SocketLike, stop: threading.Event, poll: float = 0.5) -> None:
-    """Copy bytes between ``a`` and ``b`` until either side closes or ``stop`` is set."""
+    """Copy bytes between ``a`` and ``b`` until either side closes or ``stop`` is set.
+
+    ``recv`` returning ``None`` means "nothing for the other side this time" (a stream's
+    control message); ``b""`` means that side is closed.
+    """
     peers = {a.fileno(): (a, b), b.fileno(): (b, a)}
     try:
         while not stop.is_set():
-            readable, _, _ = select.select([a, b], [], [], poll)
-            for ready in readable:
-                source, target = peers[ready.fileno()]
+            ready = [end for end in (a, b) if _buffered(end)]
+            if not ready:
+                ready, _, _ = select.select([a, b], [], [], poll)
+            for end in ready:
+                source, target = peers[end.fileno()]
                 data = source.recv(_CHUNK)
+                if data is None:
+                    continue
                 if not data:
                     return
                 target.sendall(data)
-    except OSError as exc:
+    except (OSError, websocket.WebSocketException) as exc:
         log.debug("forwarded connection ended: %s", exc)
     finally:
-        for sock in (a, b):
-            with contextlib.suppress(OSError):
-                sock.close()
+        for end in (a, b):
+            with contextlib.suppress(OSError, websocket.WebSocketException):
+                end.close()
 
 
-def _proxy_threads(stream: object) -> list[threading.Thread]:
-    """The threads still running the proxy of one ``kubernetes.stream`` port-forward stream.
+class PodStream:
+    """One port-forward stream to one pod port, over a websocket to the API server.
 
-    ``PortForward`` starts its proxy thread on its own bound ``_proxy`` method and keeps no handle
-    on it, so the thread's target is the one link back to the stream it serves: matching on it
-    finds exactly this stream's thread, whichever other streams are opening at the same time.
-    ``Thread.run`` drops its target once the target returns, so a thread found here may still be
-    using the stream's websocket, and an empty list means no proxy uses it any more.
+    Only the thread serving one local connection uses it, so reading, writing and answering
+    the server's pings need no lock. ``error`` holds what the server sent on the error channel
+    (a refused connection inside the pod, say); the stream ends after it.
     """
-    return [
-        thread
-        for thread in threading.enumerate()
-        if getattr(getattr(thread, "_target", None), "__self__", None) is stream
-    ]
+
+    def __init__(self, ws: websocket.WebSocket, remote_port: int) -> None:
+        self._ws = ws
+        self.remote_port = remote_port
+        self._announced: set[int] = set()
+        self.error: str | None = None
+
+    def fileno(self) -> int:
+        sock = self._ws.sock
+        if sock is None:
+            raise OSError("the port-forward stream is closed")
+        return sock.fileno()
+
+    def pending(self) -> bool:
+        sock = self._ws.sock
+        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+
+    def recv(self, size: int = _CHUNK, /) -> bytes | None:
+        """The next bytes from the pod port: ``None`` after a control message, ``b""`` at the end.
+
+        One websocket message per call; ``size`` does not cut a message (the API server's
+        messages are small enough to pass on whole).
+        """
+        try:
+            opcode, frame = self._ws.recv_data_frame(True)
+        except websocket.WebSocketConnectionClosedException:
+            return b""
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return b""
+        if opcode != websocket.ABNF.OPCODE_BINARY or not frame.data:
+            return None  # pings are answered by the library; nothing else is expected
+        return self._payload(frame.data[0], bytes(frame.data[1:]))
+
+    def _payload(self, channel: int, payload: bytes) -> bytes | None:
+        if channel not in self._announced:
+            # The first message of each channel names the port (two bytes, little endian).
+            self._announced.add(channel)
+            return None
+        if channel == _ERROR:
+            self.error = payload.decode(errors="replace")
+            log.debug("port-forward stream to port %d: %s", self.remote_port, self.error)
+            return b""
+        if channel != _DATA:
+            return None
+        return payload or None
+
+    def sendall(self, data: bytes, /) -> None:
+        self._ws.send(bytes((_DATA,)) + data, opcode=websocket.ABNF.OPCODE_BINARY)
+
+    def close(self) -> None:
+        # A shutdown, not a close handshake: waiting for the server's reply could hold up stop().
+        with contextlib.suppress(Exception):
+            self._ws.shutdown()  # type: ignore[no-untyped-call]
+
+
+def open_pod_stream(
+    configuration: client.Configuration,
+    namespace: str,
+    pod: str,
+    remote_port: int,
+    timeout: float,
+) -> PodStream:
+    """A port-forward websocket to ``pod``, with the TLS and credentials of ``configuration``."""
+    base = urlsplit(configuration.host)
+    path = f"{base.path.rstrip('/')}/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}"
+    scheme = "wss" if base.scheme == "https" else "ws"
+    url = urlunsplit((scheme, base.netloc, f"{path}/portforward", f"ports={remote_port}", ""))
+    header: list[str] = []
+    authorization = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+    if authorization:
+        header.append(f"Authorization: {authorization}")
+    options: dict[str, Any] = {"header": header, "subprotocols": [PORT_FORWARD_PROTOCOL]}
+    if configuration.proxy:
+        proxy = urlsplit(configuration.proxy)
+        options.update(
+            http_proxy_host=proxy.hostname, http_proxy_port=proxy.port, proxy_type="http"
+        )
+    ws = websocket.WebSocket(sslopt=_ssl_options(configuration), skip_utf8_validation=True)
+    ws.connect(url, timeout=timeout, **options)  # type: ignore[no-untyped-call]
+    # Connected: from here a select decides when to read, and a quiet pod must not time out.
+    ws.settimeout(None)
+    return PodStream(ws, remote_port)
+
+
+def _ssl_options(configuration: client.Configuration) -> dict[str, Any]:
+    if not configuration.verify_ssl:
+        options: dict[str, Any] = {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+    else:
+        options = {"cert_reqs": ssl.CERT_REQUIRED}
+        if configuration.ssl_ca_cert:
+            options["ca_certs"] = configuration.ssl_ca_cert
+        if configuration.assert_hostname is not None:
+            options["check_hostname"] = bool(configuration.assert_hostname)
+    if configuration.cert_file:
+        options["certfile"] = configuration.cert_file
+    if configuration.key_file:
+        options["keyfile"] = configuration.key_file
+    if configuration.tls_server_name:
+        options["server_hostname"] = configuration.tls_server_name
+    return options
 
 
 def pick_pod(pods: list[client.V1Pod]) -> str | None:
@@ -94,9 +216,8 @@ def pick_pod(pods: list[client.V1Pod]) -> str | None:
 class PodPortForwarder:
     """Forward ``127.0.0.1:<local_port>`` to ``remote_port`` of a pod matching ``selector``.
 
-    ``api_factory`` makes the API client used for the streams. It must be a client of its own:
-    ``kubernetes.stream.portforward`` swaps the client's request function while it connects,
-    which would break other threads sharing that client.
+    ``api_factory`` makes the API client whose configuration (server, TLS, credentials) the
+    streams use and whose pod list picks the pod.
     """
 
     #: Seconds :meth:`stop` waits, in all, for the connection threads to end.
@@ -117,7 +238,6 @@ class PodPortForwarder:
         self.connect_timeout = connect_timeout
         self._api = api_factory()
         self._core = client.CoreV1Api(self._api)
-        self._connect_lock = threading.Lock()
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
         # The accept thread adds connection threads while stop() may be collecting them: both
@@ -203,30 +323,17 @@ class PodPortForwarder:
         return name
 
     def _open(self, pod: str) -> tuple[SocketLike, Callable[[], None]]:
-        """Open one stream; return its socket and a function that releases the websocket."""
-        # ``portforward`` temporarily replaces the client's request function: serialize it.
-        with self._connect_lock:
-            forward = portforward(
-                self._core.connect_get_namespaced_pod_portforward,
-                pod,
-                self.namespace,
-                ports=str(self.remote_port),
-                _request_timeout=self.connect_timeout,
-            )
-        proxies = _proxy_threads(forward)
-        sock: SocketLike = forward.socket(self.remote_port)
+        """Open one stream; return it and the function that releases it."""
+        stream = open_pod_stream(
+            self._api.configuration, self.namespace, pod, self.remote_port, self.connect_timeout
+        )
 
         def release() -> None:
-            # The client's proxy thread leaves the websocket's TLS socket open when the server
-            # ends the stream first; once that thread is done, close it here, or it is only
-            # reclaimed by the garbage collector with a ResourceWarning.
-            for thread in proxies:
-                thread.join(timeout=5)
-            if not any(thread.is_alive() for thread in proxies):
-                with contextlib.suppress(Exception):
-                    forward.websocket.shutdown()
+            if stream.error:
+                self.last_error = f"port-forward to {pod}:{self.remote_port}: {stream.error}"
+            stream.close()
 
-        return sock, release
+        return stream, release
 
     def _connect(self) -> tuple[SocketLike, Callable[[], None]]:
         if self._pod is not None:

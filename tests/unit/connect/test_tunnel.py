@@ -2,24 +2,25 @@
 
 The Kubernetes stream is replaced by plain local sockets; what is tested is the forwarder's
 own logic (accept, pick a pod, retry with a fresh pod lookup, pump, stop). Releasing a stream
-is tested with the client's own ``PortForward`` and its proxy thread over a fake websocket.
+and the stream's own framing are tested over a scripted websocket.
 """
 
 from __future__ import annotations
 
 import datetime
-import select
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
+from typing import ClassVar
 
 import pytest
 from kubernetes import client
-from kubernetes.stream.ws_client import PortForward
-from websocket import WebSocketConnectionClosedException
+from websocket import ABNF
 
 from pytest_vcluster.connect import tunnel as forward_module
-from pytest_vcluster.connect.tunnel import PodPortForwarder, SocketLike, pick_pod, pump
+from pytest_vcluster.connect.tunnel import PodPortForwarder, PodStream, SocketLike, pick_pod, pump
 
 
 @pytest.fixture
@@ -190,88 +191,171 @@ def test_connection_accepted_during_stop_is_closed_right_away() -> None:
 
 
 class FakeWebSocket:
-    """A stream's websocket over a socket pair; ``server`` is the API server's end.
+    """The API server's side of one port-forward websocket, scripted message by message.
 
-    When the server ends the stream, the proxy thread gives up on the websocket without closing
-    its socket: the case ``release`` is there for.
+    ``sock`` is what select watches: each scripted message makes it readable with one byte, and
+    ``recv_data_frame`` takes that byte and hands over the message (or raises the error).
     """
 
     def __init__(self) -> None:
         self.sock, self.server = socket.socketpair()
-        self.connected = True
+        self.script: list[tuple[int, bytes] | Exception] = []
+        self.sent: list[tuple[bytes, int]] = []
+        self.shut = False
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
+    def deliver(self, message: tuple[int, bytes] | Exception) -> None:
+        self.script.append(message)
+        self.server.sendall(b"!")
 
-    def recv_data_frame(self, control_frame: bool = False) -> tuple[int, object]:
-        assert not self.sock.recv(1), "the fake API server sends no data"
-        raise WebSocketConnectionClosedException("the server ended the stream")
+    def announce(self, port: int = 8443) -> None:
+        for channel in (0, 1):
+            self.deliver((ABNF.OPCODE_BINARY, bytes((channel,)) + port.to_bytes(2, "little")))
 
-    def close(self) -> None:
-        self.shutdown()
+    def recv_data_frame(self, control_frame: bool = False) -> tuple[int, ABNF]:
+        assert control_frame
+        assert self.sock.recv(1) == b"!"
+        message = self.script.pop(0)
+        if isinstance(message, Exception):
+            raise message
+        opcode, data = message
+        return opcode, ABNF(opcode=opcode, data=data)
+
+    def send(self, payload: bytes, opcode: int) -> int:
+        self.sent.append((payload, opcode))
+        return len(payload)
 
     def shutdown(self) -> None:
-        self.connected = False
+        self.shut = True
         self.sock.close()
-
-    @property
-    def closed(self) -> bool:
-        return self.sock.fileno() == -1
+        self.server.close()
 
 
-def test_release_closes_its_own_websocket_once_its_own_proxy_is_done(
+def _pumped(ws: FakeWebSocket) -> tuple[socket.socket, threading.Thread, PodStream]:
+    """A local connection pumped to a stream over ``ws``: returns the client's end."""
+    client_end, local = socket.socketpair()
+    stream = PodStream(ws, 8443)  # type: ignore[arg-type]
+    thread = threading.Thread(target=pump, args=(local, stream, threading.Event()))
+    thread.start()
+    return client_end, thread, stream
+
+
+def test_stream_passes_data_both_ways_and_hides_the_port_announcements() -> None:
+    ws = FakeWebSocket()
+    ws.announce()
+    ws.deliver((ABNF.OPCODE_BINARY, b"\x00hello"))
+    ws.deliver((ABNF.OPCODE_PING, b""))
+    ws.deliver((ABNF.OPCODE_BINARY, b"\x00 world"))
+    client_end, thread, _ = _pumped(ws)
+    client_end.settimeout(5)
+    received = b""
+    while len(received) < len(b"hello world"):
+        received += client_end.recv(100)
+    assert received == b"hello world"  # no port-number bytes, nothing from the ping
+    client_end.sendall(b"request")
+    deadline = time.monotonic() + 5
+    while not ws.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ws.sent == [(b"\x00request", ABNF.OPCODE_BINARY)]
+    ws.deliver((ABNF.OPCODE_CLOSE, b""))
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert client_end.recv(1) == b""  # the server's close closes the local connection
+    assert ws.shut
+    client_end.close()
+
+
+def test_a_reset_stream_ends_the_connection_quietly() -> None:
+    """The case the client library's proxy thread died on, escalated by filterwarnings=error."""
+    ws = FakeWebSocket()
+    ws.announce()
+    ws.deliver(ConnectionResetError(104, "Connection reset by peer"))
+    failures: list[BaseException] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: failures.append(args.exc_value)  # type: ignore[assignment,misc]
+    try:
+        client_end, thread, _ = _pumped(ws)
+        thread.join(timeout=5)
+    finally:
+        threading.excepthook = previous
+    assert not thread.is_alive()
+    assert failures == []
+    client_end.settimeout(5)
+    assert client_end.recv(1) == b""
+    client_end.close()
+
+
+def test_error_channel_ends_the_stream_and_the_forwarder_says_why(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Two forwarders open streams at once; each release follows only its own proxy thread."""
+    ws = FakeWebSocket()
+    ws.announce()
+    ws.deliver((ABNF.OPCODE_BINARY, b"\x01error forwarding port 8443: connection refused"))
+    forwarder = PodPortForwarder(lambda: client.ApiClient(client.Configuration()), "ns", "a=b")
+    monkeypatch.setattr(
+        forward_module,
+        "open_pod_stream",
+        lambda *_args: PodStream(ws, 8443),  # type: ignore[arg-type]
+    )
+    stream, release = forwarder._open("vc-0")
+    client_end, local = socket.socketpair()
+    pump(local, stream, threading.Event())
+    release()
+    assert forwarder.last_error == (
+        "port-forward to vc-0:8443: error forwarding port 8443: connection refused"
+    )
+    client_end.settimeout(5)
+    assert client_end.recv(1) == b""
+    client_end.close()
+    forwarder.stop()
 
-    def api() -> client.ApiClient:
-        return client.ApiClient(client.Configuration())
 
-    first = PodPortForwarder(api, "ns", "app=first")
-    second = PodPortForwarder(api, "ns", "app=second")
-    websockets: dict[str, FakeWebSocket] = {}
-    streams: dict[str, tuple[SocketLike, Callable[[], None]]] = {}
+class RecordingWebSocket:
+    made: ClassVar[list[RecordingWebSocket]] = []
 
-    def portforward(_method: object, pod: str, _namespace: str, **kwargs: object) -> PortForward:
-        if pod == "first-0":
-            # The other forwarder (its own client and lock) opens a stream meanwhile.
-            streams["second-0"] = second._open("second-0")
-        websockets[pod] = FakeWebSocket()
-        return PortForward(websockets[pod], [int(str(kwargs["ports"]))])  # type: ignore[no-untyped-call]
+    def __init__(self, sslopt: dict[str, object], skip_utf8_validation: bool) -> None:
+        self.sslopt = sslopt
+        self.sock = None
+        self.timeouts: list[float | None] = []
+        RecordingWebSocket.made.append(self)
 
-    monkeypatch.setattr(forward_module, "portforward", portforward)
-    try:
-        streams["first-0"] = first._open("first-0")
-        first_sock, first_release = streams["first-0"]
-        _, second_release = streams["second-0"]
+    def connect(self, url: str, **options: object) -> None:
+        self.url = url
+        self.options = options
 
-        # The API server ends the first stream while the second one goes on.
-        websockets["first-0"].server.close()
-        assert first_sock.recv(1) == b""
-        first_release()
-        assert websockets["first-0"].closed
-        assert not websockets["second-0"].closed
+    def settimeout(self, timeout: float | None) -> None:
+        self.timeouts.append(timeout)
 
-        # A release waits for its own proxy thread while that still uses the websocket.
-        releasing = threading.Thread(target=second_release)
-        releasing.start()
-        releasing.join(timeout=0.3)
-        assert releasing.is_alive()
-        assert not websockets["second-0"].closed
-        websockets["second-0"].server.close()
-        releasing.join(timeout=5)
-        assert websockets["second-0"].closed
-    finally:
-        for websocket in websockets.values():
-            websocket.server.close()
-        for sock, _ in streams.values():
-            # A proxy closes our end as it gives up on the websocket: then it is safe to close.
-            select.select([sock], [], [], 5)
-            sock.close()
-        for websocket in websockets.values():
-            websocket.shutdown()
-        first.stop()
-        second.stop()
+
+def test_open_pod_stream_asks_for_the_pod_port_with_the_clients_tls_and_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(forward_module.websocket, "WebSocket", RecordingWebSocket)
+    configuration = client.Configuration(host="https://127.0.0.1:6443")
+    configuration.ssl_ca_cert = "/ca.crt"
+    configuration.cert_file = "/client.crt"
+    configuration.key_file = "/client.key"
+    configuration.tls_server_name = "localhost"
+    configuration.api_key = {"authorization": "Bearer t0ken"}
+    stream = forward_module.open_pod_stream(configuration, "vcluster-a", "a-0", 8443, 15.0)
+    ws = RecordingWebSocket.made[-1]
+    assert (
+        ws.url
+        == "wss://127.0.0.1:6443/api/v1/namespaces/vcluster-a/pods/a-0/portforward?ports=8443"
+    )
+    assert ws.options == {
+        "header": ["Authorization: Bearer t0ken"],
+        "subprotocols": ["v4.channel.k8s.io"],
+        "timeout": 15.0,
+    }
+    assert ws.sslopt == {
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "ca_certs": "/ca.crt",
+        "certfile": "/client.crt",
+        "keyfile": "/client.key",
+        "server_hostname": "localhost",
+    }
+    assert ws.timeouts == [None]  # no read timeout once connected: select decides
+    assert stream.remote_port == 8443
 
 
 def test_pump_ends_when_one_side_closes() -> None:
