@@ -601,7 +601,8 @@ class InventoryDiff:
             if len(items) > limit:
                 lines.append(f"... and {len(items) - limit} more {what}")
 
-        some([str(entry) for entry in self.added], "added")
+        # What the test did to the baseline comes first: it decides that a cluster cannot be
+        # recycled, while added objects are what every reset deletes (a summary shows line 1).
         some(
             [f"{old} (resourceVersion {old.resource_version} -> {new.resource_version})"
              for old, new in self.changed],
@@ -609,6 +610,7 @@ class InventoryDiff:
         )  # fmt: skip
         some([f"{entry} (uid {entry.uid})" for entry in self.removed], "removed")
         some(list(self.unlisted), "not listed")
+        some([str(entry) for entry in self.added], "added")
         return lines
 
 

@@ -503,6 +503,11 @@ def test_diff_finds_added_changed_removed_and_replaced() -> None:
     assert "changed: ConfigMap default/changed (resourceVersion 1 -> 2)" in reasons
     assert "removed: ServiceAccount default/probe (uid d)" in reasons
     assert "added: Namespace t1" in reasons
+    # What decides against recycling leads: a summary shows only the first line.
+    assert reasons[0] == "changed: ConfigMap default/changed (resourceVersion 1 -> 2)"
+    assert [line.split(":")[0] for line in reasons] == [
+        "changed", "removed", "removed", "added", "added"
+    ]  # fmt: skip
 
 
 def test_diff_of_equal_inventories_is_clean() -> None:
