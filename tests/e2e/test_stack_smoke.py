@@ -211,22 +211,13 @@ class SmokeCluster:
         found: dict[str, str] = {}
 
         def written() -> tuple[bool, str]:
-            proc = self.stack.run(
-                self.stack.tool("kubectl"),
-                "--kubeconfig",
-                str(self.host),
-                "-n",
-                self.namespace,
-                "get",
-                "secret",
-                f"vc-{self.name}",
-                "-o",
-                "json",
-                check=False,
-            )
-            if proc.returncode != 0:
-                return False, proc.stderr.strip()
-            config = json.loads(proc.stdout).get("data", {}).get("config")
+            try:
+                secret = kubectl_json(
+                    self.stack, self.host, "-n", self.namespace, "get", "secret", f"vc-{self.name}"
+                )
+            except AssertionError as exc:  # kubectl failed: NotFound until the syncer wrote it
+                return False, str(exc)[-300:]
+            config = secret.get("data", {}).get("config")
             if not config:
                 return False, "secret has no config key yet"
             found["config"] = base64.b64decode(config).decode()
