@@ -43,9 +43,22 @@ BASE_VALUES: Mapping[str, Any] = {"telemetry": {"enabled": False}}
 #:   throttled for seconds;
 #: - one controller-manager per cluster needs no leader election, and with it a resumed
 #:   cluster waits for the lease its previous pod held to expire (15 s);
+#: - the controller-manager's controllers act as the cluster's admin instead of a
+#:   ServiceAccount each: with one account per controller it makes ~40 accounts and their
+#:   tokens one after another before any informer starts (4-5 s of a 15 s create); what
+#:   differs is the user an admission webhook sees on controller requests, and the missing
+#:   per-controller accounts in kube-system (docs/speed.md);
 #: - the chart requests 200m CPU per control plane, so a 2-core host schedules only five next
 #:   to its own system pods although idle control planes use a few millicores: a small
 #:   request lets the host hold as many as its memory allows.
+#: The controller-manager's flags in the fast-start layer (vcluster's own flags of the same name
+#: are replaced). ``/data/pki/admin.conf`` is the admin kubeconfig vcluster writes for itself.
+CONTROLLER_MANAGER_ARGS: tuple[str, ...] = (
+    "--leader-elect=false",
+    "--use-service-account-credentials=false",
+    "--kubeconfig=/data/pki/admin.conf",
+)
+
 FAST_START_VALUES: Mapping[str, Any] = {
     "controlPlane": {
         "statefulSet": {
@@ -59,7 +72,7 @@ FAST_START_VALUES: Mapping[str, Any] = {
         "distro": {
             "k8s": {
                 "resources": {"limits": {"cpu": "1", "memory": "256Mi"}},
-                "controllerManager": {"extraArgs": ["--leader-elect=false"]},
+                "controllerManager": {"extraArgs": list(CONTROLLER_MANAGER_ARGS)},
             },
         },
     },
