@@ -14,13 +14,14 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import yaml
 from kubernetes import client
 
 from pytest_vcluster.cluster.chart import ChartRenderer
 from pytest_vcluster.cluster.host_objects import CreatedObject, ObjectApplier
+from pytest_vcluster.cluster.pki import KeyStock, certs_secret, premade_certs_apply
 from pytest_vcluster.core.commands import CommandRunner, find_tool
 from pytest_vcluster.core.errors import VClusterError
 from pytest_vcluster.core.files import write_private
@@ -54,9 +55,12 @@ class ObjectDriver(Protocol):
 class ApiDriver:
     """``helm template`` plus object creation through the host API."""
 
-    def __init__(self, renderer: ChartRenderer, api: client.ApiClient) -> None:
+    def __init__(
+        self, renderer: ChartRenderer, api: client.ApiClient, *, keys: KeyStock | None = None
+    ) -> None:
         self.renderer = renderer
         self.applier = ObjectApplier(api)
+        self.keys = keys
         self._lock = threading.Lock()
         # Cluster-scoped objects (a ClusterRole when values sync host resources) outlive
         # the namespace and are deleted by name.
@@ -75,11 +79,26 @@ class ApiDriver:
         """Render and create every object of the chart for this cluster."""
         del deadline  # rendering and creating are bounded by their own timeouts
         objects = self.renderer.render(name, namespace, spec.values, directory)
+        premade = self._premade_certs(name, spec)
+        if premade is not None:
+            # Before the control plane's pod exists: its syncer reads the secret at start.
+            self.applier.create(premade, namespace, labels)
         for obj in objects:
             created = self.applier.create(obj, namespace, labels)
             if created.namespace is None:
                 with self._lock:
                     self._cluster_scoped.setdefault(name, []).append(created)
+
+    def _premade_certs(self, name: str, spec: VClusterSpec) -> dict[str, Any] | None:
+        """Secret ``NAME-certs`` signed with a key set nobody else got, when one is ready and
+        vcluster would make kubeadm's certificates for these values."""
+        if self.keys is None or not premade_certs_apply(spec.values):
+            return None
+        keys = self.keys.take()
+        if keys is None:
+            log.debug("no premade keys ready for %s: its syncer makes its certificates", name)
+            return None
+        return certs_secret(name, keys)
 
     def delete_objects(self, name: str, namespace: str, deadline: Deadline) -> None:
         """Delete the cluster-scoped objects; the namespace's deletion takes the rest."""

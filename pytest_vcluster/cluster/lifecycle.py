@@ -31,6 +31,7 @@ from pytest_vcluster.cluster.evidence import (
     read_restarted_logs,
 )
 from pytest_vcluster.cluster.handle import VCluster
+from pytest_vcluster.cluster.pki import KeyStock
 from pytest_vcluster.cluster.probes import (
     PhaseTimer,
     Probe,
@@ -139,6 +140,8 @@ class VClusterManager:
     #: Every cluster this process made and has not finished with: name -> (namespace, state).
     _made: dict[str, tuple[str, str]] = field(default_factory=dict)
     _run_lease: RunLease | None = None
+    #: Key sets for premade certificates (fast start with the API driver only).
+    _keys: KeyStock | None = None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -168,7 +171,7 @@ class VClusterManager:
         with self._lock:
             if self.driver is None:
                 renderer = ChartRenderer(self.settings, self.workdir, self.runner, host_version)
-                self.driver = ApiDriver(renderer, self.host_api)
+                self.driver = ApiDriver(renderer, self.host_api, keys=self._keys)
             return self.driver
 
     def _host_version(self) -> str | None:
@@ -208,6 +211,10 @@ class VClusterManager:
         lease = RunLease(self.host_api, self.run_id, self.worker)
         lease.open()
         self._run_lease = lease
+        if self.settings.fast_start and self.settings.create_with is CreateWith.API:
+            # Started before the first create so that its keys are ready when it needs them.
+            self._keys = KeyStock()
+            self._keys.start()
         if not reap_leftovers:
             return None
         try:
@@ -586,6 +593,8 @@ class VClusterManager:
         if self._run_lease is not None:
             self._run_lease.close()
             self._run_lease = None
+        if self._keys is not None:
+            self._keys.stop()
         if self._host_api is not None:
             self._host_api.close()  # type: ignore[no-untyped-call]
             self._host_api = None
