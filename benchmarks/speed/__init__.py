@@ -8,6 +8,9 @@ One command measures, in one run and on the same machine:
   phase breakdown (median of ``--repeat-c``, lookahead off so each create is alone);
 * C0: the same for the newest version as it was before the speed work (the vcluster CLI and the
   chart's own values);
+* L: C for the newest version with each fast-start lever switched off alone (the controllers
+  acting as the admin, the certificates made ahead), next to C with all of them, the first
+  create of each run left out (it may come before the first premade key set);
 * R: resume of a paused vcluster to ready (median of ``--repeat-r``);
 * S: ``--tests`` tests in their own ``vcluster``, at ``-n --workers`` with the plugin's defaults
   (lookahead and recycling on): wall time, setup waits, how many setups got a recycled

@@ -104,6 +104,48 @@ class Bench:
         for version in sorted(self.versions, key=version_key):
             per_version[version] = self._creates(f"C-{version}", version)
 
+    def measure_l(self) -> None:
+        """The fast-start levers of the last sessions, each switched off alone, next to C with
+        all of them (same version, same number of creates, measured right after each other)."""
+        version = self.primary
+        values = self.work / "lever-service-account-controllers.yaml"
+        # A list replaces the plugin's: the controller-manager keeps only leader election off.
+        values.write_text(
+            "controlPlane:\n  distro:\n    k8s:\n      controllerManager:\n"
+            '        extraArgs: ["--leader-elect=false"]\n'
+        )
+        variants: dict[str, tuple[dict[str, Any], list[str]]] = {
+            "all levers": ({}, []),
+            "without controllers as admin": ({}, [f"--vcluster-values-files={values}"]),
+            "without certificates made ahead": ({"premade_certs": False}, []),
+        }
+        figures: dict[str, Any] = {}
+        for label, (settings, extra) in variants.items():
+            tag = "L-" + label.replace(" ", "-")
+            inner = self.suite.run(
+                tag,
+                "test_create",
+                self.settings(repeat=self.options.repeat_c, **settings),
+                version=version,
+                lookahead=0,
+                extra=extra,
+            )
+            created = inner.clusters("created")
+            # The first create of a run may come before the first premade key set.
+            later = created[1:] or created
+            records = ready_seconds(later)
+            figures[label] = {
+                "median": median(records),
+                "samples": records,
+                "phases": phase_breakdown(later),
+            }
+            print(f"  {label}: median {sec(median(records))} over {len(records)}")
+        base = figures["all levers"]["median"]
+        for figure in figures.values():
+            if base is not None and figure["median"] is not None:
+                figure["saves"] = round(figure["median"] - base, 3)
+        self.results["L"] = {"version": version, "variants": figures}
+
     def measure_c0(self) -> None:
         """C as it was before the speed work: the vcluster CLI and the chart's own values."""
         before = ["--vcluster-create-with=cli", "--vcluster-fast-start=false"]

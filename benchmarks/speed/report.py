@@ -96,6 +96,14 @@ def _figure_lines(res: dict[str, Any]) -> list[str]:
             sec(c0["median"]),
             f"{c0['source']}; wall {sec(c0['wall_median'])}",
         )
+    levers = res.get("L") or {}
+    for label, figure in (levers.get("variants") or {}).items():
+        saves = figure.get("saves")
+        row(
+            f"L   C {label}, {levers['version']} (n={len(figure['samples'])})",
+            sec(figure["median"]),
+            "" if saves is None or label == "all levers" else f"the lever saves {sec(saves)}",
+        )
     r = res.get("R") or {}
     if r:
         row(

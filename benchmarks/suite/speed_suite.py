@@ -62,6 +62,7 @@ class SuiteConfig:
     node_image: str = ""  # kind node image of the baseline clusters; empty: kind's default
     kind_prefix: str = "speed-sk"  # baseline cluster names start with this (for cleanup)
     docker_binary: str = "docker"
+    premade_certs: bool = True  # false: every create's syncer makes its own certificates (L)
 
     @classmethod
     def load(cls) -> SuiteConfig:

@@ -283,8 +283,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "fast-start",
         "Chart values tuned for test hosts: faster start (probe periods, init CPU, no "
-        "leader election) and a small CPU request so more clusters fit; your values override "
-        "each; false uses the chart's own.",
+        "leader election, controllers acting as the admin, certificates made ahead) and a "
+        "small CPU request so more clusters fit; your values override each; false uses the "
+        "chart's own.",
         # A value is required: a default-on setting must be switchable off on the command line.
         kind="on-off",
         default="true",

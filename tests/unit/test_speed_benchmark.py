@@ -148,6 +148,25 @@ def test_verdicts_and_table() -> None:
     assert text.endswith("error in D: boom")
 
 
+def test_the_table_shows_what_each_lever_saves() -> None:
+    results = {
+        "L": {
+            "version": "1.36",
+            "variants": {
+                "all levers": {"median": 10.0, "samples": [10.0, 10.2], "saves": 0.0},
+                "without certificates made ahead": {
+                    "median": 11.5, "samples": [11.5, 11.4], "saves": 1.5},
+            },
+        }
+    }  # fmt: skip
+    text = report.table({"results": results, "verdicts": [], "errors": {}})
+    [lever] = [line for line in text.splitlines() if "without certificates" in line]
+    assert "1.36 (n=2)" in lever
+    assert "the lever saves 1.5" in lever
+    [base] = [line for line in text.splitlines() if "all levers" in line]
+    assert "saves" not in base
+
+
 def test_only_takes_phases_in_any_case_and_runs_them_in_order() -> None:
     assert cli.parse_args(["--only", "sk,k", "--stack", "s.json"]).only == ["K", "Sk"]
     with pytest.raises(SystemExit):
