@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import threading
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,6 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pytest_vcluster.cluster.drivers import ApiDriver
+from pytest_vcluster.cluster.host_objects import CreatedObject
 from pytest_vcluster.cluster.pki import (
     KEY_NAMES,
     SECRET_KEYS,
@@ -22,6 +25,8 @@ from pytest_vcluster.cluster.pki import (
     make_certs,
     premade_certs_apply,
 )
+from pytest_vcluster.core.waits import Deadline
+from pytest_vcluster.settings.request import VClusterSpec
 
 NOW = datetime.datetime(2026, 12, 3, 10, 0, tzinfo=datetime.UTC)
 
@@ -206,3 +211,59 @@ def test_premade_certificates_only_for_the_layout_they_match(
     values: dict[str, object], applies: bool
 ) -> None:
     assert premade_certs_apply(values) is applies
+
+
+class _Renderer:
+    def render(self, name: str, namespace: str, values: object, directory: object) -> list[dict]:
+        return [{"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name}}]
+
+
+class _Applier:
+    def __init__(self) -> None:
+        self.created: list[tuple[str, str]] = []
+
+    def create(self, obj: dict, namespace: str, labels: dict) -> CreatedObject:
+        self.created.append((obj["kind"], obj["metadata"]["name"]))
+        return CreatedObject(
+            obj["apiVersion"], obj["kind"], obj["metadata"]["name"], namespace, "x"
+        )
+
+
+class _Stock:
+    def __init__(self, ready: KeySet | None) -> None:
+        self.ready = ready
+
+    def take(self) -> KeySet | None:
+        taken, self.ready = self.ready, None
+        return taken
+
+
+def _create(
+    keys: _Stock | None, values: dict[str, object], tmp_path: Path
+) -> list[tuple[str, str]]:
+    driver = ApiDriver(_Renderer(), object(), keys=keys)  # type: ignore[arg-type]
+    applier = _Applier()
+    driver.applier = applier  # type: ignore[assignment]
+    spec = VClusterSpec(values=values, spec_hash="h", slot="s", test="t", label="l")
+    driver.create_objects(
+        "vc-a", "vc-a", spec, labels={}, directory=tmp_path, deadline=Deadline(5.0)
+    )
+    return applier.created
+
+
+def test_the_driver_creates_the_secret_before_the_control_plane(
+    keys: KeySet, tmp_path: Path
+) -> None:
+    assert _create(_Stock(keys), {}, tmp_path) == [
+        ("Secret", "vc-a-certs"),
+        ("StatefulSet", "vc-a"),
+    ]
+
+
+def test_without_a_ready_key_set_or_for_another_layout_vcluster_makes_its_own(
+    keys: KeySet, tmp_path: Path
+) -> None:
+    assert _create(_Stock(None), {}, tmp_path) == [("StatefulSet", "vc-a")]
+    assert _create(None, {}, tmp_path) == [("StatefulSet", "vc-a")]
+    k3s = {"controlPlane": {"distro": {"k3s": {"enabled": True}}}}
+    assert _create(_Stock(keys), k3s, tmp_path) == [("StatefulSet", "vc-a")]
