@@ -116,8 +116,8 @@ class Bench:
         )
         variants: dict[str, tuple[dict[str, Any], list[str]]] = {
             "all levers": ({}, []),
-            "without controllers as admin": ({}, [f"--vcluster-values-files={values}"]),
-            "without certificates made ahead": ({"premade_certs": False}, []),
+            "without admin controllers": ({}, [f"--vcluster-values-files={values}"]),
+            "without premade certificates": ({"premade_certs": False}, []),
         }
         figures: dict[str, Any] = {}
         for label, (settings, extra) in variants.items():

@@ -100,7 +100,7 @@ def _figure_lines(res: dict[str, Any]) -> list[str]:
     for label, figure in (levers.get("variants") or {}).items():
         saves = figure.get("saves")
         row(
-            f"L   C {label}, {levers['version']} (n={len(figure['samples'])})",
+            f"L   {label} (n={len(figure['samples'])})",
             sec(figure["median"]),
             "" if saves is None or label == "all levers" else f"the lever saves {sec(saves)}",
         )

@@ -158,6 +158,18 @@ def test_the_secret_is_named_and_labelled_like_vclusters_own(keys: KeySet) -> No
     assert subject(ca) == ("kubernetes", [])
 
 
+def test_keys_from_the_low_priority_child_are_fresh_rsa_keys() -> None:
+    first, second = KeySet.generate_in_child(), KeySet.generate_in_child()
+    moduli = {
+        key.public_key().public_numbers().n
+        for made in (first, second)
+        for key in made.keys.values()
+    }
+    assert sorted(first.keys) == sorted(KEY_NAMES)
+    assert len(moduli) == 2 * len(KEY_NAMES)  # no key twice, in one set or across two
+    assert all(key.key_size == 2048 for key in first.keys.values())
+
+
 def test_a_stock_hands_each_key_set_out_once_and_refills() -> None:
     made: list[KeySet] = []
     made_lock = threading.Lock()
