@@ -253,57 +253,29 @@ def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def _authority(common_name: str, key: rsa.RSAPrivateKey, now: datetime.datetime) -> _Issued:
-    public = key.public_key()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + CA_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return _Issued(cert, key)
-
-
-def _leaf(
-    issuer: _Issued,
+def _certificate(
+    subject: x509.Name,
     key: rsa.RSAPrivateKey,
+    issuer: _Issued | None,
     now: datetime.datetime,
     *,
-    common_name: str,
-    organization: str | None = None,
-    usages: tuple[x509.ObjectIdentifier, ...],
+    usages: tuple[x509.ObjectIdentifier, ...] = (),
     dns_names: tuple[str, ...] = (),
     ips: tuple[str, ...] = (),
 ) -> _Issued:
+    """A certificate for ``key`` as kubeadm makes it: a self-signed CA when ``issuer`` is
+    ``None``, else a leaf signed by ``issuer``."""
+    authority = issuer is None
+    signer = issuer.key if issuer is not None else key
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name, organization))
-        .issuer_name(issuer.cert.subject)
+        .subject_name(subject)
+        .issuer_name(issuer.cert.subject if issuer is not None else subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + LEAF_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .not_valid_after(now + (CA_LIFETIME if authority else LEAF_LIFETIME))
+        .add_extension(x509.BasicConstraints(ca=authority, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -311,24 +283,93 @@ def _leaf(
                 key_encipherment=True,
                 data_encipherment=False,
                 key_agreement=False,
-                key_cert_sign=False,
+                key_cert_sign=authority,
                 crl_sign=False,
                 encipher_only=False,
                 decipher_only=False,
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+    )
+    if authority:
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        )
+    else:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage(list(usages)), critical=False
+        ).add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
             critical=False,
         )
-    )
     if dns_names or ips:
         names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return _Issued(builder.sign(issuer.key, hashes.SHA256()), key)
+    return _Issued(builder.sign(signer, hashes.SHA256()), key)
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    """One leaf certificate of kubeadm's set: its key (by :data:`KEY_NAMES`), issuer, subject
+    and usages."""
+
+    key: str
+    issuer: str
+    common_name: str
+    organization: str | None = None
+    server: bool = False
+    client: bool = True
+    dns_names: tuple[str, ...] = ()
+    ips: tuple[str, ...] = ()
+
+    @property
+    def usages(self) -> tuple[x509.ObjectIdentifier, ...]:
+        wanted = (
+            (self.server, ExtendedKeyUsageOID.SERVER_AUTH),
+            (self.client, ExtendedKeyUsageOID.CLIENT_AUTH),
+        )
+        return tuple(oid for on, oid in wanted if on)
+
+
+#: Kubernetes' names for the API server, in its serving certificate.
+APISERVER_NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+#: The authorities, by the key (and file stem) each one has, and their common names.
+AUTHORITIES = {"ca": "kubernetes", "front-proxy-ca": "front-proxy-ca", "etcd-ca": "etcd-ca"}
+#: The leaves written into kubeconfigs, by file name; the user is the common name. Every
+#: other leaf is written as ``<key>.crt`` and ``<key>.key``.
+KUBECONFIG_LEAVES = {
+    "admin.conf": "admin",
+    "controller-manager.conf": "controller-manager",
+    "scheduler.conf": "scheduler",
+}
+
+
+def _leaves(name: str) -> dict[str, _Leaf]:
+    """kubeadm's leaf certificates for cluster ``name``, by key."""
+    member_names, member_ips = (name, "localhost"), ("127.0.0.1", "::1")
+    leaves = [
+        _Leaf("apiserver", "ca", "kube-apiserver", server=True, client=False,
+              dns_names=(*APISERVER_NAMES, name), ips=("127.0.0.1",)),
+        _Leaf("apiserver-kubelet-client", "ca", "kube-apiserver-kubelet-client",
+              organization="system:masters"),
+        _Leaf("front-proxy-client", "front-proxy-ca", "front-proxy-client"),
+        _Leaf("apiserver-etcd-client", "etcd-ca", "kube-apiserver-etcd-client"),
+        _Leaf("etcd-server", "etcd-ca", name, server=True,
+              dns_names=member_names, ips=member_ips),
+        _Leaf("etcd-peer", "etcd-ca", name, server=True,
+              dns_names=member_names, ips=member_ips),
+        _Leaf("etcd-healthcheck-client", "etcd-ca", "kube-etcd-healthcheck-client"),
+        _Leaf("admin", "ca", "kubernetes-super-admin", organization="system:masters"),
+        _Leaf("controller-manager", "ca", "system:kube-controller-manager"),
+        _Leaf("scheduler", "ca", "system:kube-scheduler"),
+    ]  # fmt: skip
+    return {leaf.key: leaf for leaf in leaves}
 
 
 def _kubeconfig(ca: _Issued, user: str, client_cert: _Issued) -> bytes:
@@ -368,118 +409,38 @@ def make_certs(
 ) -> dict[str, bytes]:
     """The contents of secret ``NAME-certs`` for cluster ``name``, signed with ``keys``."""
     now = now or datetime.datetime.now(datetime.UTC)
-    k = keys.keys
-    server, client = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
-    ca = _authority("kubernetes", k["ca"], now)
-    front_ca = _authority("front-proxy-ca", k["front-proxy-ca"], now)
-    etcd_ca = _authority("etcd-ca", k["etcd-ca"], now)
-    local = ("localhost",)
-    loopback = ("127.0.0.1", "::1")
-    issued = {
-        "apiserver": _leaf(
-            ca,
-            k["apiserver"],
-            now,
-            common_name="kube-apiserver",
-            usages=(server,),
-            dns_names=(
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-                name,
-            ),
-            ips=("127.0.0.1",),
-        ),
-        "apiserver-kubelet-client": _leaf(
-            ca,
-            k["apiserver-kubelet-client"],
-            now,
-            common_name="kube-apiserver-kubelet-client",
-            organization="system:masters",
-            usages=(client,),
-        ),
-        "front-proxy-client": _leaf(
-            front_ca,
-            k["front-proxy-client"],
-            now,
-            common_name="front-proxy-client",
-            usages=(client,),
-        ),
-        "apiserver-etcd-client": _leaf(
-            etcd_ca,
-            k["apiserver-etcd-client"],
-            now,
-            common_name="kube-apiserver-etcd-client",
-            usages=(client,),
-        ),
-        "etcd-server": _leaf(
-            etcd_ca,
-            k["etcd-server"],
-            now,
-            common_name=name,
-            usages=(server, client),
-            dns_names=(name, *local),
-            ips=loopback,
-        ),
-        "etcd-peer": _leaf(
-            etcd_ca,
-            k["etcd-peer"],
-            now,
-            common_name=name,
-            usages=(server, client),
-            dns_names=(name, *local),
-            ips=loopback,
-        ),
-        "etcd-healthcheck-client": _leaf(
-            etcd_ca,
-            k["etcd-healthcheck-client"],
-            now,
-            common_name="kube-etcd-healthcheck-client",
-            usages=(client,),
-        ),
+    authorities = {
+        stem: _certificate(_name(common_name), keys.keys[stem], None, now)
+        for stem, common_name in AUTHORITIES.items()
     }
-    admin = _leaf(
-        ca,
-        k["admin"],
-        now,
-        common_name="kubernetes-super-admin",
-        organization="system:masters",
-        usages=(client,),
-    )
-    controller_manager = _leaf(
-        ca,
-        k["controller-manager"],
-        now,
-        common_name="system:kube-controller-manager",
-        usages=(client,),
-    )
-    scheduler = _leaf(
-        ca, k["scheduler"], now, common_name="system:kube-scheduler", usages=(client,)
-    )
-    sa_key = k["sa"]
+    leaves = _leaves(name)
+    issued = {
+        leaf.key: _certificate(
+            _name(leaf.common_name, leaf.organization),
+            keys.keys[leaf.key],
+            authorities[leaf.issuer],
+            now,
+            usages=leaf.usages,
+            dns_names=leaf.dns_names,
+            ips=leaf.ips,
+        )
+        for leaf in leaves.values()
+    }
+    sa_key = keys.keys["sa"]
     data: dict[str, bytes] = {
-        "admin.conf": _kubeconfig(ca, "kubernetes-super-admin", admin),
-        "controller-manager.conf": _kubeconfig(
-            ca, "system:kube-controller-manager", controller_manager
-        ),
-        "scheduler.conf": _kubeconfig(ca, "system:kube-scheduler", scheduler),
         "sa.key": _key_pem(sa_key),
         "sa.pub": sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
     }
+    ca = authorities["ca"]
+    for file_name, stem in KUBECONFIG_LEAVES.items():
+        data[file_name] = _kubeconfig(ca, leaves[stem].common_name, issued[stem])
     # One CA signs both sides, as vcluster's own split of ca.crt does.
-    for prefix, authority in (
-        ("ca", ca),
-        ("server-ca", ca),
-        ("client-ca", ca),
-        ("front-proxy-ca", front_ca),
-        ("etcd-ca", etcd_ca),
-    ):
-        data[f"{prefix}.crt"] = authority.cert_pem
-        data[f"{prefix}.key"] = authority.key_pem
-    for stem, made in issued.items():
+    files = {"server-ca": ca, "client-ca": ca, **authorities}
+    in_kubeconfigs = set(KUBECONFIG_LEAVES.values())
+    files.update((stem, made) for stem, made in issued.items() if stem not in in_kubeconfigs)
+    for stem, made in files.items():
         data[f"{stem}.crt"] = made.cert_pem
         data[f"{stem}.key"] = made.key_pem
     return data
