@@ -71,18 +71,28 @@ class Bench:
         self.results["K"] = {"samples": samples, "median": median(samples)}
 
     # C and C0 ---------------------------------------------------------------------------------
-    def _creates(self, tag: str, version: str, extra: Sequence[str] = ()) -> dict[str, Any]:
-        """Fresh vclusters made one at a time (lookahead off), and their figures."""
+    def _creates(
+        self,
+        tag: str,
+        version: str,
+        extra: Sequence[str] = (),
+        *,
+        first_left_out: bool = False,
+        **suite_settings: object,
+    ) -> dict[str, Any]:
+        """Fresh vclusters made one at a time (lookahead off), and their figures; with
+        ``first_left_out``, from the second create on."""
         inner = self.suite.run(
             tag,
             "test_create",
-            self.settings(repeat=self.options.repeat_c),
+            self.settings(repeat=self.options.repeat_c, **suite_settings),
             version=version,
             lookahead=0,
             extra=extra,
         )
-        created = inner.clusters("created")
-        wall = inner.seconds("create")
+        skipped = 1 if first_left_out else 0
+        created = inner.clusters("created")[skipped:]
+        wall = inner.seconds("create")[skipped:]
         records = ready_seconds(created)
         value, source = pick(
             ("records", records), ("wall", wall), ("summary", listed(inner.summary_median()))
@@ -119,27 +129,13 @@ class Bench:
             "without admin controllers": ({}, [f"--vcluster-values-files={values}"]),
             "without premade certificates": ({"premade_certs": False}, []),
         }
-        figures: dict[str, Any] = {}
-        for label, (settings, extra) in variants.items():
-            tag = "L-" + label.replace(" ", "-")
-            inner = self.suite.run(
-                tag,
-                "test_create",
-                self.settings(repeat=self.options.repeat_c, **settings),
-                version=version,
-                lookahead=0,
-                extra=extra,
+        # The first create of a run may come before the first premade key set.
+        figures = {
+            label: self._creates(
+                "L-" + label.replace(" ", "-"), version, extra, first_left_out=True, **settings
             )
-            created = inner.clusters("created")
-            # The first create of a run may come before the first premade key set.
-            later = created[1:] or created
-            records = ready_seconds(later)
-            figures[label] = {
-                "median": median(records),
-                "samples": records,
-                "phases": phase_breakdown(later),
-            }
-            print(f"  {label}: median {sec(median(records))} over {len(records)}")
+            for label, (settings, extra) in variants.items()
+        }
         base = figures["all levers"]["median"]
         for figure in figures.values():
             if base is not None and figure["median"] is not None:
