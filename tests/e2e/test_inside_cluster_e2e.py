@@ -225,11 +225,7 @@ def test_what_tests_rely_on(vcluster):
                  "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
                      "openAPIV3Schema": {"type": "object",
                                          "x-kubernetes-preserve-unknown-fields": True}}}]}})
-    def established():
-        crd = ext.read_custom_resource_definition("gadgets.behaviour.dev")
-        conditions = crd.status.conditions or []
-        return any(c.type == "Established" and c.status == "True" for c in conditions)
-    until("the CRD to be Established", established)
+    vcluster.wait_for("crd", "gadgets.behaviour.dev")
     def make_gadget():
         try:
             return custom.create_namespaced_custom_object("behaviour.dev", "v1", NS, "gadgets",
@@ -264,16 +260,15 @@ def test_what_tests_rely_on(vcluster):
     core.create_namespaced_config_map(NS, {"metadata": {"name": "owned", "ownerReferences": [
         {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}]}})
     core.delete_namespaced_config_map("owner", NS)
-    seen["gc"] = until("the owned ConfigMap to be collected",
-                       lambda: gone(lambda: core.read_namespaced_config_map("owned", NS)))
+    vcluster.wait_for("configmap", "owned", namespace=NS, condition="deleted")
+    seen["gc"] = gone(lambda: core.read_namespaced_config_map("owned", NS))
 
     # Deployment -> ReplicaSet -> Pod, Ready.
     apps.create_namespaced_deployment(NS, {"metadata": {"name": "web"}, "spec": {
         "replicas": 1, "selector": {"matchLabels": {"app": "web"}},
         "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
             {"name": "web", "image": IMAGE, "imagePullPolicy": "IfNotPresent"}]}}}})
-    until("Deployment web to be available",
-          lambda: (apps.read_namespaced_deployment("web", NS).status.available_replicas or 0) >= 1)
+    vcluster.wait_for("deployment", "web", namespace=NS)
     replica_sets = apps.list_namespaced_replica_set(NS, label_selector="app=web").items
     pods = core.list_namespaced_pod(NS, label_selector="app=web").items
     seen["deployment"] = {
@@ -287,8 +282,7 @@ def test_what_tests_rely_on(vcluster):
     lookup = ["sh", "-c", "nslookup kubernetes.default.svc.cluster.local"]
     batch.create_namespaced_job(NS, {"metadata": {"name": "done"}, "spec": {"backoffLimit": 0,
         "template": {"spec": pod_spec(lookup)}}})
-    until("Job done to complete",
-          lambda: (batch.read_namespaced_job("done", NS).status.succeeded or 0) >= 1, timeout=180)
+    vcluster.wait_for("job", "done", namespace=NS, timeout=180)
     job_pods = core.list_namespaced_pod(NS, label_selector="job-name=done").items
     seen["job"] = {"succeeded": batch.read_namespaced_job("done", NS).status.succeeded,
                    "dns": core.read_namespaced_pod_log(job_pods[0].metadata.name, NS)[-400:]}
@@ -301,8 +295,9 @@ def test_what_tests_rely_on(vcluster):
     time.sleep(3)
     phase = core.read_namespace("held").status.phase
     core.patch_namespaced_config_map("held", "held", {"metadata": {"finalizers": None}})
-    seen["namespace finalizer"] = {"while held": phase, "after release": until(
-        "namespace held to go", lambda: gone(lambda: core.read_namespace("held")))}
+    vcluster.wait_for("namespace", "held", condition="deleted")
+    seen["namespace finalizer"] = {"while held": phase,
+                                   "after release": gone(lambda: core.read_namespace("held"))}
     record(case="behaviour", **seen)
 """
 
