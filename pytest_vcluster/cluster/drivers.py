@@ -51,6 +51,11 @@ class ObjectDriver(Protocol):
 
     def delete_objects(self, name: str, namespace: str, deadline: Deadline) -> None: ...
 
+    def deletable_elsewhere(self, name: str) -> bool:
+        """True if another process can delete the cluster completely by its namespace and
+        name (a warm cluster is deleted by whichever run holds it last)."""
+        ...
+
 
 class ApiDriver:
     """``helm template`` plus object creation through the host API."""
@@ -107,6 +112,11 @@ class ApiDriver:
             created = self._cluster_scoped.pop(name, [])
         for obj in created:
             self.applier.delete(obj)
+
+    def deletable_elsewhere(self, name: str) -> bool:
+        """Only this process knows the cluster-scoped objects it created for ``name``."""
+        with self._lock:
+            return not self._cluster_scoped.get(name)
 
 
 class CliDriver:
@@ -196,6 +206,11 @@ class CliDriver:
         if self.settings.chart_version:
             args += ["--chart-version", self.settings.chart_version]
         self.run(args, namespace, timeout=max(deadline.remaining, 60))
+
+    def deletable_elsewhere(self, name: str) -> bool:
+        """``vcluster delete`` finds what the release made by its name."""
+        del name
+        return True
 
     def delete_objects(self, name: str, namespace: str, deadline: Deadline) -> None:
         """``vcluster delete`` (the Helm release and what it made outside the namespace)."""

@@ -51,6 +51,8 @@ class VCluster:
         recycled: True when this cluster served an earlier test and was reset to the state it
             had when first Ready, and the reset was proven, before this test got it.
         tests_before: how many tests used this cluster before the current one (0: fresh).
+        warm: True when an earlier run (or another worker) parked this cluster warm and this
+            one adopted it (``--vcluster-warm-pool``); it is then also ``recycled``.
     """
 
     name: str
@@ -68,6 +70,7 @@ class VCluster:
     kubectl_binary: str | None = None
     recycled: bool = False
     tests_before: int = 0
+    warm: bool = False
     #: The inventory of the cluster when it first became Ready (None: it is never recycled).
     _baseline: Baseline | None = field(default=None, repr=False)
     #: Set once the cluster was paused: its control plane restarted, so it is never recycled.

@@ -310,6 +310,53 @@ class Inventory:
         """The resource ``key``'s objects were listed from."""
         return self.resources.get((key.group, key.kind))
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly copy of a complete inventory (a warm cluster's baseline is kept on
+        the host this way), read back by :meth:`from_dict`."""
+        return {
+            "resources": [
+                [r.group, r.version, r.kind, r.plural, r.namespaced, sorted(r.verbs)]
+                for r in self.resources.values()
+            ],
+            "objects": [
+                [
+                    [e.key.group, e.key.kind, e.key.namespace, e.key.name],
+                    e.version, e.uid, e.resource_version, e.deleting,
+                    list(e.finalizers), list(e.owners), [list(pair) for pair in e.labels],
+                ]
+                for e in self.objects.values()
+            ],
+            "unlisted": dict(self.unlisted),
+            "partial": self.partial,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Inventory:
+        """The inventory :meth:`to_dict` wrote; raises ``ValueError`` for anything else."""
+        try:
+            resources = [
+                Resource(str(g), str(v), str(k), str(p), bool(n), frozenset(map(str, verbs)))
+                for g, v, k, p, n, verbs in data["resources"]
+            ]
+            entries = [
+                Entry(
+                    ObjectKey(*map(str, key)), str(version), str(uid), str(rv), bool(deleting),
+                    tuple(map(str, finalizers)), tuple(map(str, owners)),
+                    tuple((str(name), str(value)) for name, value in labels),
+                )
+                for key, version, uid, rv, deleting, finalizers, owners, labels in data["objects"]
+            ]  # fmt: skip
+            unlisted = {str(k): str(v) for k, v in dict(data.get("unlisted", {})).items()}
+            partial = bool(data.get("partial", False))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not an inventory written by to_dict: {exc}") from exc
+        return cls(
+            objects={entry.key: entry for entry in entries},
+            resources={resource.kind_key: resource for resource in resources},
+            unlisted=unlisted,
+            partial=partial,
+        )
+
     def count_by_kind(self) -> dict[str, int]:
         """Objects per ``Kind.group``, most first: for reports."""
         counts: dict[str, int] = {}

@@ -10,6 +10,7 @@ and tears down clusters in background threads. This module does not import pytes
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import logging
@@ -43,7 +44,14 @@ from pytest_vcluster.cluster.probes import (
     service_account,
     wait_for,
 )
-from pytest_vcluster.cluster.recycling import RecycleResult, reset_to_baseline, take_baseline
+from pytest_vcluster.cluster.recycling import (
+    AUTH_CACHE_SECONDS,
+    Baseline,
+    RecycleResult,
+    reset_to_baseline,
+    take_baseline,
+)
+from pytest_vcluster.cluster.warm import WarmClaim, WarmClusters
 from pytest_vcluster.core.api import API_TIMEOUT
 from pytest_vcluster.core.commands import CommandRunner
 from pytest_vcluster.core.errors import (
@@ -71,6 +79,9 @@ log = logging.getLogger(__name__)
 
 #: Starts of one cluster at most: a second one only after a transient crash of the first.
 START_ATTEMPTS = 2
+#: Warm clusters one create tries to adopt before it creates one: each that fails its proof
+#: is deleted, and the next may have been parked by the same run for the same reason.
+WARM_CLAIMS = 2
 
 
 class _TransientStartError(Exception):
@@ -142,6 +153,9 @@ class VClusterManager:
     _run_lease: RunLease | None = None
     #: Key sets for premade certificates (fast start with the API driver only).
     _keys: KeyStock | None = None
+    #: Held from counting the warm clusters of a spec until one more is parked: this
+    #: process's parks never fill the pool past ``--vcluster-warm-pool`` between themselves.
+    _park_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -157,6 +171,11 @@ class VClusterManager:
     def namespaces(self) -> HostNamespaces:
         """Namespace operations for this run and worker."""
         return HostNamespaces(self.host_api, self.run_id, self.worker)
+
+    @property
+    def warm(self) -> WarmClusters:
+        """Parking and claiming warm clusters for this run and worker."""
+        return WarmClusters(self.host_api, self.run_id, self.worker)
 
     def _driver(self) -> ObjectDriver:
         with self._lock:
@@ -273,7 +292,7 @@ class VClusterManager:
                     "%s", attempt, START_ATTEMPTS, transient.error,
                 )  # fmt: skip
                 continue
-            if spec.recycle and not handle.reused:
+            if spec.recycle and not handle.reused and handle._baseline is None:
                 self._take_baseline(handle)
             if spec.manifests:
                 self._apply_manifests(handle, spec, teardown_on_error)
@@ -319,14 +338,7 @@ class VClusterManager:
         if baseline is None or not self.can_recycle(handle):
             return RecycleResult(False, ("no baseline, paused, or not connected",), 0.0)
         self._track(handle.name, handle.namespace, "resetting")
-        result = reset_to_baseline(
-            handle.api_client,
-            self.host_api,
-            handle.namespace,
-            baseline,
-            timeout=self.settings.reset_timeout,
-            stop=interrupts.cancel,
-        )
+        result = self._reset(handle, baseline)
         if result.recycled and spec.manifests:
             try:
                 _apply_spec_manifests(handle, spec)
@@ -360,6 +372,148 @@ class VClusterManager:
             )  # fmt: skip
         return result
 
+    def _reset(
+        self,
+        handle: VCluster,
+        baseline: Baseline,
+        *,
+        auth_cache: float = AUTH_CACHE_SECONDS,
+        idle_since: float | None = None,
+    ) -> RecycleResult:
+        """:func:`~pytest_vcluster.cluster.recycling.reset_to_baseline` on ``handle``, within
+        ``--vcluster-reset-timeout``, stopped by an interrupt."""
+        return reset_to_baseline(
+            handle.api_client,
+            self.host_api,
+            handle.namespace,
+            baseline,
+            timeout=self.settings.reset_timeout,
+            stop=interrupts.cancel,
+            auth_cache=auth_cache,
+            idle_since=idle_since,
+        )
+
+    # -- the warm pool ---------------------------------------------------------------------
+
+    def parks(self, spec: VClusterSpec) -> bool:
+        """True if clusters of ``spec`` go to the warm pool when no test wants them, and come
+        from it: the pool is on, the spec may be recycled, and its store is an emptyDir (a
+        persistent cluster may be paused, and paused ones are resumed, not adopted)."""
+        return self.settings.warm_pool > 0 and spec.recycle and not spec.persistent
+
+    def park(self, handle: VCluster, *, used: bool) -> None:
+        """Reset ``handle`` to its baseline, prove it, and leave it running on the host, warm,
+        for a later run (or another worker) to adopt; ``used`` says a test had it since its
+        last reset. The cluster is deleted instead when the warm pool of its spec is full or
+        the reset is not proven. Errors are recorded, not raised."""
+        started = time.monotonic()
+        baseline = handle._baseline
+        if (
+            baseline is None
+            or not self.can_recycle(handle)
+            # Cluster-scoped objects only this process knows of would outlive a later delete.
+            or not self._driver().deletable_elsewhere(handle.name)
+            or self._warm_pool_full(handle)
+        ):
+            self.finish(handle, TeardownAction.DELETE)
+            return
+        self._track(handle.name, handle.namespace, "parking")
+        try:
+            # A later run waits out the token caches itself, from the parking time on.
+            result = self._reset(handle, baseline, auth_cache=0.0)
+        except RunInterruptedError:
+            result = RecycleResult(False, ("the run was interrupted",), 0.0)
+        if not result.recycled:
+            log.info(
+                "vcluster %s not parked warm (deleted instead): %s",
+                handle.name, "; ".join(result.reasons[:3]),
+            )  # fmt: skip
+            self.finish(handle, TeardownAction.DELETE)
+            return
+        with self._park_lock:
+            if self._warm_pool_full(handle):
+                self.finish(handle, TeardownAction.DELETE)
+                return
+            with self._lock:
+                connection = self._connections.pop(handle.name, None)
+            if connection is not None:
+                connection.close()
+            error: str | None = None
+            try:
+                self.warm.park(handle.namespace, baseline, handle.tests_before + int(used))
+            except VClusterError as exc:
+                error = str(exc)
+                log.warning("cannot park vcluster %s warm, deleting it: %s", handle.name, exc)
+                with contextlib.suppress(Exception):
+                    self.delete(handle.name, handle.namespace)
+            else:
+                self._untrack(handle.name)
+                self.stats.record("parked")
+                log.info("vcluster %s parked warm in %.2fs", handle.name, result.seconds)
+        self.stats.record_teardown(handle.name, "park", time.monotonic() - started, error)
+
+    def _warm_pool_full(self, handle: VCluster) -> bool:
+        try:
+            return self.warm.count(handle.spec_hash) >= self.settings.warm_pool
+        except VClusterError as exc:
+            log.warning("%s; deleting vcluster %s instead of parking it", exc, handle.name)
+            return True
+
+    def _adopt_warm(
+        self, spec: VClusterSpec, deadline: Deadline, timer: PhaseTimer, *, prepared: bool
+    ) -> VCluster | None:
+        """A warm cluster of ``spec``, claimed and proven against its stored baseline, or
+        None (none there, or none proven: those are deleted)."""
+        for _ in range(WARM_CLAIMS):
+            claim = self.warm.claim(spec.spec_hash, spec.test)
+            if claim is None:
+                return None
+            handle = self._prove_warm(claim, spec, deadline, timer)
+            if handle is not None:
+                self._track(handle.name, handle.namespace, "in use")
+                self._record_ready(handle, "adopted", timer, prepared=prepared)
+                log.info(
+                    "vcluster %s/%s adopted warm, ready in %.1fs",
+                    handle.namespace, handle.name, timer.elapsed,
+                )  # fmt: skip
+                return handle
+        return None
+
+    def _prove_warm(
+        self, claim: WarmClaim, spec: VClusterSpec, deadline: Deadline, timer: PhaseTimer
+    ) -> VCluster | None:
+        # Counted from the claim: the caches forget the last test hold_seconds from now.
+        idle_since = time.monotonic() + claim.hold_seconds - AUTH_CACHE_SECONDS
+        self._track(claim.name, claim.namespace, "starting")
+        reasons = [claim.problem] if claim.problem else []
+        handle: VCluster | None = None
+        if claim.baseline is not None and not reasons:
+            try:
+                handle = self._connect(
+                    claim.name, claim.namespace, spec, deadline, timer, reused=False
+                )
+                result = self._reset(handle, claim.baseline, idle_since=idle_since)
+                reasons = list(result.reasons)
+                timer.mark("proven")
+            except VClusterError as exc:
+                reasons = [str(exc)]
+            except BaseException:
+                self._cleanup_failed(claim.name, claim.namespace, TeardownMode.DELETE,
+                                     resumed=False)  # fmt: skip
+                raise
+        if handle is not None and not reasons:
+            handle.recycled = True
+            handle.warm = True
+            handle.tests_before = claim.tests_before
+            handle._baseline = claim.baseline
+            return handle
+        log.warning(
+            "warm vcluster %s not adopted (deleted instead): %s",
+            claim.name, (reasons or ["?"])[0],
+        )  # fmt: skip
+        self._cleanup_failed(claim.name, claim.namespace, TeardownMode.DELETE, resumed=False)
+        return None
+
     def _apply_manifests(
         self, handle: VCluster, spec: VClusterSpec, teardown_on_error: TeardownMode
     ) -> None:
@@ -387,6 +541,11 @@ class VClusterManager:
             raise RunInterruptedError("not creating a vcluster: the run was interrupted")
         deadline = Deadline(spec.ready_timeout, stop=interrupts.cancel)
         timer = PhaseTimer()
+        if self.parks(spec):
+            adopted = self._adopt_warm(spec, deadline, timer, prepared=prepared)
+            if adopted is not None:
+                return adopted
+            timer = PhaseTimer()
         reused = self.namespaces.claim_paused(spec.spec_hash, spec.slot, spec.test)
         if reused is not None:
             name, namespace = reused
@@ -544,7 +703,8 @@ class VClusterManager:
         """Note on the handle and in the stats how a cluster became ready."""
         handle.ready_seconds = round(timer.elapsed, 3)
         handle.phases = tuple(timer.phases)
-        self.stats.record(event, timer.elapsed)
+        # An adoption is no start: its time would only blur the create and resume figures.
+        self.stats.record(event, None if event == "adopted" else timer.elapsed)
         self.stats.record_cluster(
             {
                 "name": handle.name,

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kubernetes import client
 
@@ -68,6 +70,32 @@ class Baseline:
     inventory: Inventory
     host: HostBaseline
     seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly copy, read back by :meth:`from_dict` (a warm cluster's baseline
+        waits on the host for the run that adopts it)."""
+        return {
+            "inventory": self.inventory.to_dict(),
+            "host": {
+                "namespace": self.host.namespace,
+                "names": {kind: sorted(names) for kind, names in self.host.names.items()},
+            },
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Baseline:
+        """The baseline :meth:`to_dict` wrote; raises ``ValueError`` for anything else."""
+        try:
+            host = data["host"]
+            names = {str(k): frozenset(map(str, v)) for k, v in dict(host["names"]).items()}
+            return cls(
+                Inventory.from_dict(data["inventory"]),
+                HostBaseline(str(host["namespace"]), names),
+                float(data["seconds"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a baseline written by to_dict: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -151,11 +179,16 @@ def reset_to_baseline(
     timeout: float,
     stop: threading.Event | None = None,
     auth_cache: float = AUTH_CACHE_SECONDS,
+    idle_since: float | None = None,
 ) -> RecycleResult:
     """Reset the cluster to ``baseline`` and prove it, inside and on the host, then wait until
     the API server and vcluster's proxy forgot every token of the last test (``auth_cache``
     seconds after the last moment one of its principals could have used the cluster: the
     reset's start, or when its pods were gone from the host).
+
+    ``idle_since`` (monotonic) is when the cluster was last used, if known to be earlier than
+    the reset (a warm cluster: when it was parked); it counts only when the reset found
+    nothing to delete.
 
     Never raises for a cluster that cannot be recycled: the result says why. Raises
     :class:`~pytest_vcluster.core.errors.RunInterruptedError` when ``stop`` is set.
@@ -199,6 +232,8 @@ def reset_to_baseline(
     # only once the host namespace was clean (which is now).
     ran_pods = any((key.group, key.kind) == ("", "Pod") for key in inside.deleted)
     last_use = time.monotonic() if ran_pods else started
+    if idle_since is not None and not inside.deleted:
+        last_use = min(last_use, idle_since)
     waited = _wait_until(last_use + auth_cache, stop)
     return RecycleResult(True, (), seconds, inside, host, auth_cache_seconds=round(waited, 3))
 

@@ -12,7 +12,9 @@ import re
 from collections.abc import Mapping
 
 __all__ = [
+    "ANNOTATION_PARKED_AT",
     "ANNOTATION_TEST",
+    "ANNOTATION_TESTS_BEFORE",
     "LABEL_MANAGED",
     "LABEL_NAME",
     "LABEL_RUN_ID",
@@ -21,6 +23,7 @@ __all__ = [
     "LABEL_STATE",
     "LABEL_WORKER",
     "PRESERVED_STATES",
+    "WARM_STATE",
     "control_plane_selector",
     "is_control_plane",
     "label_value",
@@ -37,10 +40,17 @@ LABEL_SPEC_HASH = "pytest-vcluster/spec-hash"
 LABEL_SLOT = "pytest-vcluster/slot"
 LABEL_NAME = "pytest-vcluster/name"
 #: ``active`` while a run uses the cluster; ``paused`` or ``kept`` once a teardown left it on
-#: the host on purpose (a reaper lists those and removes them only when asked).
+#: the host on purpose (a reaper lists those and removes them only when asked); ``warm`` once
+#: a run parked it, reset and proven clean, for a later run to adopt (see
+#: :mod:`~pytest_vcluster.host.warm`).
 LABEL_STATE = "pytest-vcluster/state"
 PRESERVED_STATES = ("paused", "kept")
+WARM_STATE = "warm"
 ANNOTATION_TEST = "pytest-vcluster/test"
+#: When a warm cluster was parked, by the host's clock (ISO 8601).
+ANNOTATION_PARKED_AT = "pytest-vcluster/parked-at"
+#: How many tests a warm cluster served before it was parked.
+ANNOTATION_TESTS_BEFORE = "pytest-vcluster/tests-before"
 
 _MAX_NAME = 40
 

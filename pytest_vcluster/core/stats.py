@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EVENTS", "Stats", "percentile"]
+__all__ = ["EVENTS", "WARM_EVENTS", "Stats", "percentile"]
 
 EVENTS = ("created", "resumed", "recycled", "paused", "deleted", "kept", "failed")
+#: Events of the warm pool (``--vcluster-warm-pool``): named in the summary only when they
+#: happened, since most runs have the pool off.
+WARM_EVENTS = ("adopted", "parked")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -47,7 +50,7 @@ class Stats:
 
     def record(self, event: str, ready_seconds: float | None = None) -> None:
         """Count ``event`` (one of :data:`EVENTS`) and remember its ready time if given."""
-        if event not in EVENTS:
+        if event not in EVENTS and event not in WARM_EVENTS:
             raise ValueError(f"unknown event {event!r}")
         with self._lock:
             self.counts[event] += 1
@@ -133,7 +136,11 @@ class Stats:
         """Lines for the terminal summary."""
         if self.empty:
             return []
-        counts = ", ".join(f"{event} {self.counts[event]}" for event in EVENTS)
+        counts = ", ".join(
+            f"{event} {self.counts[event]}"
+            for event in EVENTS + WARM_EVENTS
+            if event in EVENTS or self.counts[event]
+        )
         lines = [*self.notes, f"vclusters: {counts}"]
         if self.ready_seconds:
             lines.append(
@@ -145,10 +152,12 @@ class Stats:
         if waits:
             prepared = sum(1 for entry in self.setups if entry["source"] == "prepared")
             recycled = sum(1 for entry in self.setups if entry["source"] == "recycled")
+            warm = sum(1 for entry in self.setups if entry["source"] == "warm")
             lines.append(
                 f"tests waited for their vcluster: p50 {percentile(waits, 0.5):.1f}s, "
                 f"p95 {percentile(waits, 0.95):.1f}s over {len(waits)} "
-                f"({prepared} prepared ahead, {recycled} recycled)"
+                f"({prepared} prepared ahead, {recycled} recycled"
+                + (f", {warm} adopted warm)" if warm else ")")
             )
         if self.resets:
             seconds = [float(entry["seconds"]) for entry in self.resets]

@@ -288,10 +288,10 @@ class SharedKindHost:
         try:
             preserved = self.preserved(kind.info(True))
         except VClusterError as exc:
-            return f"kept: cannot tell whether it holds paused or kept vclusters ({exc})"
+            return f"kept: cannot tell whether it holds paused, kept or warm vclusters ({exc})"
         if preserved:
             return (
-                f"kept: it holds {preserved} paused or kept vcluster(s); remove it with "
+                f"kept: it holds {preserved} paused, kept or warm vcluster(s); remove it with "
                 f"`kind delete cluster --name {self.name}`"
             )
         try:

@@ -39,6 +39,7 @@ __all__ = [
     "HostClock",
     "RunLease",
     "RunsSeen",
+    "host_date",
     "live_runs",
     "runs_seen",
     "utc_now",
@@ -71,7 +72,7 @@ def _lease_name(run_id: str, worker: str) -> str:
     return label_value(f"run-{run_id[:32]}-{worker}").lower().replace("_", "-")
 
 
-def _host_date(headers: Mapping[str, str] | None) -> datetime.datetime | None:
+def host_date(headers: Mapping[str, str] | None) -> datetime.datetime | None:
     """The host's time by an answer's ``Date`` header (whole seconds), if it sent one."""
     value = headers.get("Date") if headers is not None else None
     if not value:
@@ -99,7 +100,7 @@ class HostClock:
 
     def observe(self, headers: Mapping[str, str] | None) -> None:
         """Take the host's time from an answer's headers (no ``Date``: nothing changes)."""
-        moment = _host_date(headers)
+        moment = host_date(headers)
         if moment is not None:
             self._anchor = (moment, self.monotonic())
 
@@ -280,7 +281,7 @@ def runs_seen(
             listed, _, headers = coordination.list_namespaced_lease_with_http_info(
                 RUNS_NAMESPACE, label_selector=selector, _request_timeout=API_TIMEOUT
             )
-            host_now = _host_date(headers)
+            host_now = host_date(headers)
             if host_now is None:
                 log.debug("the host sent no Date header; judging run leases by this clock")
                 host_now = utc_now()
@@ -292,7 +293,7 @@ def runs_seen(
     except ApiException as exc:
         if exc.status == 404:
             # No runs namespace: no run ever recorded itself on this host.
-            when = clock() if clock is not None else _host_date(exc.headers) or utc_now()
+            when = clock() if clock is not None else host_date(exc.headers) or utc_now()
             return RunsSeen(set(), when)
         raise api_error("cannot list the runs recorded on the host", exc) from exc
     except Exception as exc:

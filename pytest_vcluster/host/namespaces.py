@@ -147,24 +147,33 @@ class HostNamespaces:
                 continue
             if not paused:
                 continue
-            patch = {
-                "metadata": {
-                    "resourceVersion": meta.resource_version,
-                    "labels": {
-                        LABEL_RUN_ID: label_value(self.run_id),
-                        LABEL_WORKER: label_value(self.worker),
-                        LABEL_STATE: "active",
-                    },
-                    "annotations": {ANNOTATION_TEST: test},
-                }
-            }
             try:
-                self.core.patch_namespace(meta.name, patch, _request_timeout=API_TIMEOUT)
+                self.take_over(meta.name, meta.resource_version or "", test)
             except Exception as exc:  # noqa: BLE001 - 409: another run claimed it first
                 log.info("paused vcluster %s taken by someone else: %s", name, exc)
                 continue
             return name, meta.name
         return None
+
+    def take_over(self, namespace: str, resource_version: str, test: str) -> Mapping[str, str]:
+        """Label a vcluster's namespace ``active`` for this run and ``test``, only if it is
+        still at ``resource_version`` (else the API refuses with 409: someone else took it
+        first); the headers of the answer (its ``Date`` is the host's time)."""
+        patch = {
+            "metadata": {
+                "resourceVersion": resource_version,
+                "labels": {
+                    LABEL_RUN_ID: label_value(self.run_id),
+                    LABEL_WORKER: label_value(self.worker),
+                    LABEL_STATE: "active",
+                },
+                "annotations": {ANNOTATION_TEST: test},
+            }
+        }
+        _, _, headers = self.core.patch_namespace_with_http_info(
+            namespace, patch, _request_timeout=API_TIMEOUT
+        )
+        return dict(headers or {})
 
     def events(self, namespace: str, limit: int = 3) -> str:
         """The last warning (else any) events of a namespace, for error messages."""

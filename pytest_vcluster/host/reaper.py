@@ -30,6 +30,7 @@ from pytest_vcluster.core.labels import (
     LABEL_STATE,
     LABEL_WORKER,
     PRESERVED_STATES,
+    WARM_STATE,
 )
 from pytest_vcluster.host.liveness import runs_seen
 from pytest_vcluster.host.namespaces import begin_delete
@@ -76,8 +77,11 @@ class ReapResult:
     def summary(self) -> str:
         """One line for a terminal."""
         text = f"reaped {len(self.removed)} vcluster(s) of ended runs"
-        if self.preserved:
-            text += f"; {len(self.preserved)} paused or kept on purpose left in place"
+        warm = sum(1 for cluster in self.preserved if cluster.state == WARM_STATE)
+        if len(self.preserved) > warm:
+            text += f"; {len(self.preserved) - warm} paused or kept on purpose left in place"
+        if warm:
+            text += f"; {warm} warm left for later runs"
         if self.errors:
             text += f"; {len(self.errors)} could not be removed: {self.errors[0]}"
         return text
@@ -174,8 +178,9 @@ def reap(
 
 
 def count_preserved(api: client.ApiClient) -> int:
-    """vclusters left paused or kept on the host (deleting the host would lose them)."""
-    selector = f"{LABEL_MANAGED}=true,{LABEL_STATE} in ({','.join(PRESERVED_STATES)})"
+    """vclusters left paused, kept or warm on the host (deleting the host would lose them)."""
+    states = ",".join((*PRESERVED_STATES, WARM_STATE))
+    selector = f"{LABEL_MANAGED}=true,{LABEL_STATE} in ({states})"
     try:
         items = (
             client.CoreV1Api(api)

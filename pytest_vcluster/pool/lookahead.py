@@ -64,6 +64,10 @@ class Manager(Protocol):
 
     def recycle(self, handle: VCluster, spec: VClusterSpec) -> RecycleResult: ...
 
+    def parks(self, spec: VClusterSpec) -> bool: ...
+
+    def park(self, handle: VCluster, *, used: bool) -> None: ...
+
 
 class _NotRecycled(Exception):
     """A reset that did not prove the cluster clean: it is deleted, a new one takes its place."""
@@ -280,7 +284,7 @@ class ClusterPool:
                 if preparation.spec.test != spec.test:
                     self.manager.hand_over(handle, spec.test)
                 source = "prepared" if preparation.recycling is None else "recycled"
-                return self._taken(handle, spec, source, started)
+                return self._taken(handle, spec, "warm" if handle.warm else source, started)
         try:
             with self.progress.waiting(what, lambda: _phases(got)):
                 handle = self.manager.create(spec, teardown_on_error=teardown_on_error)
@@ -288,7 +292,8 @@ class ClusterPool:
         except Exception:
             self._count_failure(spec)
             raise
-        return self._taken(handle, spec, "resumed" if handle.reused else "created", started)
+        source = "warm" if handle.warm else "resumed" if handle.reused else "created"
+        return self._taken(handle, spec, source, started)
 
     def _taken(self, handle: VCluster, spec: VClusterSpec, source: str, started: float) -> Taken:
         with self._lock:
@@ -307,7 +312,33 @@ class ClusterPool:
             ):
                 self._start_recycling(handle, spec)
                 return
+            if (
+                action is TeardownAction.DELETE
+                and spec is not None
+                and self._parkable(handle, spec)
+            ):
+                self._park(handle, used=True)
+                return
         self._finish(handle, action)
+
+    def _parkable(self, handle: VCluster, spec: VClusterSpec) -> bool:
+        """True if ``handle`` goes to the warm pool rather than being deleted."""
+        return (
+            not interrupts.interrupted
+            and self.manager.parks(spec)
+            and self.manager.can_recycle(handle)
+        )
+
+    def _park(self, handle: VCluster, *, used: bool) -> None:
+        """Park ``handle`` warm in the background (here once the pool is closing)."""
+        with self._lock:
+            if not self._closed:
+                self._teardowns.append(self._reapers.submit(self._park_now, handle, used))
+                return
+        self._park_now(handle, used)
+
+    def _park_now(self, handle: VCluster, used: bool) -> None:
+        self.manager.park(handle, used=used)
 
     def _recyclable(self, handle: VCluster, spec: VClusterSpec) -> bool:
         if not spec.recycle or self._closed or interrupts.interrupted:
@@ -348,8 +379,15 @@ class ClusterPool:
                 return
         self.manager.finish(handle, action)
 
+    def _set_aside(self, handle: VCluster, spec: VClusterSpec, *, used: bool) -> None:
+        """A cluster no test of this run will take: parked warm, or deleted."""
+        if self._parkable(handle, spec):
+            self.manager.park(handle, used=used)
+        else:
+            self.manager.finish(handle, TeardownAction.DELETE)
+
     def close(self) -> None:
-        """Delete the clusters nobody took and wait for every teardown to end."""
+        """Delete (or park warm) the clusters nobody took and wait for every teardown to end."""
         with self._lock:
             self._closed = True
             preparations = [*self._preparations.values(), *self._stranded]
@@ -360,10 +398,10 @@ class ClusterPool:
             started = [p for p in preparations if not p.future.cancel()]
             for preparation in preparations:
                 if preparation.recycling is not None and preparation.future.cancelled():
-                    # Never reset: deleted as it is.
+                    # Never reset: deleted as it is, or reset and parked warm.
                     self._teardowns.append(
                         self._reapers.submit(
-                            self.manager.finish, preparation.recycling, TeardownAction.DELETE
+                            self._set_aside, preparation.recycling, preparation.spec, used=True
                         )
                     )
             _wait_all([p.future for p in started])
@@ -376,7 +414,11 @@ class ClusterPool:
                     continue
                 self._teardowns.append(
                     self._reapers.submit(
-                        self.manager.finish, preparation.future.result(), TeardownAction.DELETE
+                        self._set_aside,
+                        preparation.future.result(),
+                        preparation.spec,
+                        # A recycled cluster nobody took: its reset already counted its test.
+                        used=False,
                     )
                 )
             _wait_all(self._teardowns)

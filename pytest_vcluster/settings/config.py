@@ -275,6 +275,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="SECONDS",
     ),
     OptionSpec(
+        "warm-pool",
+        "Keep up to N vclusters per spec running on the host when the run ends, reset and "
+        "proven clean, and let later runs adopt them instead of creating clusters (0: off; "
+        "a run adopts warm clusters only when this is above 0).",
+        kind="count",
+        default="0",
+        metavar="N",
+    ),
+    OptionSpec(
         "parallel-creates",
         "How many vclusters one process creates at once (default: half the CPU count, at least 1).",
         kind="count",
@@ -396,6 +405,7 @@ class Settings:
     lookahead: int = 2
     recycle: bool = True
     reset_timeout: float = 30.0
+    warm_pool: int = 0
     parallel_creates: int = field(default_factory=default_parallel_creates)
     fast_start: bool = True
     create_with: CreateWith = CreateWith.API

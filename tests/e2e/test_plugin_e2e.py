@@ -339,13 +339,35 @@ def test_lookahead_under_xdist_makes_at_most_one_spare_per_worker(scenario: Scen
 
 # -- recycling -------------------------------------------------------------------------------
 
+#: A module both token checks import: the ``probe`` ServiceAccount's token, and what the API
+#: answers a bearer token.
+BEARER = """
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+def probe_token(api, namespace):
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
+    core = client.CoreV1Api(api)
+    return core.create_namespaced_service_account_token("probe", namespace, request).status.token
+
+def list_status(vcluster, token):
+    configuration = client.Configuration()
+    configuration.host = vcluster.api_client.configuration.host
+    configuration.ssl_ca_cert = vcluster.api_client.configuration.ssl_ca_cert
+    configuration.api_key = {"authorization": "Bearer " + token}
+    with client.ApiClient(configuration) as api:
+        try:
+            client.CoreV1Api(api).list_namespace(_request_timeout=15)
+        except ApiException as exc:
+            return exc.status, exc.body
+    return 200, ""
+"""
+
 RECYCLE_SUITE = """
     import json
 
-    import pytest
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
+    from bearer import list_status, probe_token
     from pytest_vcluster.cluster.inventory import diff, take_inventory
 
     IMAGE = {image!r}
@@ -427,30 +449,17 @@ RECYCLE_SUITE = """
       ports: [{{port: 80, targetPort: 8080}}]
     '''
 
-    def probe_token(api):
-        request = client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
-        core = client.CoreV1Api(api)
-        return core.create_namespaced_service_account_token("probe", "t1", request).status.token
-
     def can_list_with(vcluster, token):
-        configuration = client.Configuration()
-        configuration.host = vcluster.api_client.configuration.host
-        configuration.ssl_ca_cert = vcluster.api_client.configuration.ssl_ca_cert
-        configuration.api_key = {{"authorization": "Bearer " + token}}
-        with client.ApiClient(configuration) as api:
-            try:
-                client.CoreV1Api(api).list_namespace(_request_timeout=15)
-            except ApiException as exc:
-                record(test="denied", status=exc.status, body=exc.body)  # 403 would be a leak
-                return exc.status
-        return 200
+        status, body = list_status(vcluster, token)
+        if status != 200:
+            record(test="denied", status=status, body=body)  # 403 would be a leak
+        return status
 
     def test_leaves_a_mess(vcluster):
         vcluster.apply(MANIFESTS)
         vcluster.apply(WEBHOOK)
         vcluster.wait_for("deployment", "web", namespace="t1", timeout=120)
-        token = probe_token(vcluster.api_client)
+        token = probe_token(vcluster.api_client, "t1")
         assert can_list_with(vcluster, token) == 200
         record(test="mess", name=vcluster.name, namespace=vcluster.namespace,
                recycled=vcluster.recycled, token=token)
@@ -490,6 +499,7 @@ def test_a_recycled_cluster_is_indistinguishable_from_a_fresh_one(
     scenario: Scenario, stack: Stack
 ) -> None:
     scenario.write(RECYCLE_SUITE.format(image=stack.workload_image, out=str(scenario.out)))
+    scenario.pytester.makepyfile(bearer=BEARER)
     records = scenario.pytester.path / "records.json"
     # No lookahead: the second test takes the first one's cluster, not one made meanwhile.
     result = scenario.run("--vcluster-lookahead=0", f"--vcluster-records={records}")
@@ -556,3 +566,92 @@ def test_a_test_that_changes_the_baseline_makes_the_next_cluster_fresh(
     assert any("ServiceAccount default/default" in line for line in reasons[0])
     assert any("ConfigMap kube-system/" in line for line in reasons[1])
     assert [s["source"] for s in data["setups"]] == ["created"] * 3
+
+
+WARM_SUITE = """
+import pathlib
+from kubernetes import client
+from bearer import list_status, probe_token
+
+TOKEN = pathlib.Path({token!r})
+ACCOUNT = '''
+apiVersion: v1
+kind: Namespace
+metadata: {{name: w1}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: probe, namespace: w1}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: probe-admin}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}
+subjects: [{{kind: ServiceAccount, name: probe, namespace: w1}}]
+'''
+
+def test_uses_a_cluster(vcluster):
+    core = client.CoreV1Api(vcluster.api_client)
+    left = "w1" in [ns.metadata.name for ns in core.list_namespace().items]
+    vcluster.apply(ACCOUNT)
+    old = TOKEN.read_text() if TOKEN.exists() else None
+    old_status = list_status(vcluster, old)[0] if old else None
+    token = probe_token(vcluster.api_client, "w1")
+    TOKEN.write_text(token)
+    record(name=vcluster.name, namespace=vcluster.namespace, warm=vcluster.warm,
+           recycled=vcluster.recycled, tests_before=vcluster.tests_before, left=left,
+           old_status=old_status, new_status=list_status(vcluster, token)[0])
+"""
+
+
+def test_a_warm_cluster_parked_by_one_run_is_adopted_proven_by_the_next(
+    scenario: Scenario,
+) -> None:
+    token = scenario.pytester.path / "token"
+    scenario.write(WARM_SUITE.format(token=str(token)))
+    scenario.pytester.makepyfile(bearer=BEARER)
+    records = scenario.pytester.path / "records.json"
+    warm = ("--vcluster-warm-pool=1", "--vcluster-lookahead=0", f"--vcluster-records={records}")
+
+    first = scenario.run(*warm)
+    assert_outcomes(first, passed=1)
+    [made] = scenario.facts()
+    assert (made["warm"], made["recycled"], made["new_status"]) == (False, False, 200)
+    first.stdout.fnmatch_lines(["vclusters: created 1, *deleted 0*parked 1"])
+    labels = json.loads(
+        scenario.kubectl("get", "namespace", made["namespace"], "-o", "json").stdout
+    )["metadata"]["labels"]
+    assert labels["pytest-vcluster/state"] == "warm"
+    baseline = scenario.kubectl("-n", made["namespace"], "get", "configmap",
+                                "pytest-vcluster-baseline")  # fmt: skip
+    assert baseline.returncode == 0, baseline.stderr
+
+    try:
+        second = scenario.run(*warm)
+        assert_outcomes(second, passed=1)
+        [adopted] = scenario.facts()
+        data = records_of(scenario, records)
+        print("adopted:", adopted, "setups:", data["setups"], "clusters:", data["clusters"])
+        assert adopted["name"] == made["name"]
+        assert (adopted["warm"], adopted["recycled"], adopted["tests_before"]) == (True, True, 1)
+        assert adopted["left"] is False  # the first run's namespace is gone
+        # The first run's token is refused, though an account of the same name exists again.
+        assert adopted["old_status"] == 401
+        assert [s["source"] for s in data["setups"]] == ["warm"]
+        assert [c["event"] for c in data["clusters"]] == ["adopted"]
+        second.stdout.fnmatch_lines(
+            ["vclusters: created 0, *adopted 1, parked 1", "*1 adopted warm)"]
+        )
+
+        # The warm pool off (the default): a run neither adopts nor touches warm clusters.
+        third = scenario.run("--vcluster-lookahead=0")
+        assert_outcomes(third, passed=1)
+        [fresh] = scenario.facts()
+        assert fresh["name"] != made["name"]
+        assert fresh["warm"] is False
+        third.stdout.fnmatch_lines(["vclusters: created 1, *deleted 1, kept 0, failed 0"])
+        assert scenario.namespaces_gone([fresh["namespace"]], timeout=120)
+        assert scenario.namespace_exists(made["namespace"])
+    finally:
+        scenario.kubectl("delete", "namespace", made["namespace"], "--wait=false")
+    assert scenario.namespaces_gone([made["namespace"]], timeout=120)

@@ -81,6 +81,9 @@ class FakeManager:
     def can_recycle(self, handle):
         return False
 
+    def parks(self, spec):
+        return False
+
 
 @pytest.fixture(scope="session")
 def _vcluster_manager():

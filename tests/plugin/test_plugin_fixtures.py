@@ -62,6 +62,9 @@ class FakeManager:
     def can_recycle(self, handle):
         return False
 
+    def parks(self, spec):
+        return False
+
 
 @pytest.fixture(autouse=True)
 def _preparations_settle(request):

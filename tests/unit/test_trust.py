@@ -62,6 +62,20 @@ def test_reaper_removes_only_active_clusters_of_ended_runs() -> None:
     )
 
 
+def test_warm_clusters_of_ended_runs_wait_for_a_later_run_and_are_counted_apart() -> None:
+    result = _select(
+        [cluster("orphan"), cluster("warm", state="warm"), cluster("kept", state="kept"),
+         cluster("old-warm", state="warm", age=7200)],
+        preserved_older_than=3600,
+    )  # fmt: skip
+    assert [c.name for c in result.removed] == ["orphan", "old-warm"]
+    assert [c.name for c in result.preserved] == ["warm", "kept"]
+    assert result.summary() == (
+        "reaped 2 vcluster(s) of ended runs; 1 paused or kept on purpose left in place; "
+        "1 warm left for later runs"
+    )
+
+
 def test_reaper_removes_preserved_clusters_only_past_the_age_limit() -> None:
     result = _select(
         [cluster("old", state="kept", age=7200), cluster("young", state="paused", age=60)],

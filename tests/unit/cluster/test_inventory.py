@@ -583,3 +583,21 @@ def test_an_exclusion_matches_group_kind_namespace_name_and_drift() -> None:
     assert not only.covers(ObjectKey("", "ConfigMap", "b", "n"), Drift.CHANGED)
     assert not only.covers(ObjectKey("", "ConfigMap", "a", "m"), Drift.CHANGED)
     assert not only.covers(ObjectKey("x.io", "ConfigMap", "a", "n"), Drift.CHANGED)
+
+
+def test_an_inventory_survives_its_json_form_and_nothing_else_passes_for_one() -> None:
+    cluster = fresh_cluster()
+    cluster.add("configmaps", "held", "default", finalizers=("example.com/keep",),
+                owners=("uid-1",), deleting=True, labels={"b": "2", "a": "1"})  # fmt: skip
+    taken = take_inventory(cluster, timeout=10)
+
+    again = Inventory.from_dict(json.loads(json.dumps(taken.to_dict())))
+
+    assert again.objects == taken.objects
+    assert again.resources == taken.resources
+    assert diff(taken, again).clean
+    assert again.complete
+    with pytest.raises(ValueError, match="not an inventory"):
+        Inventory.from_dict({"objects": [["not", "an", "entry"]], "resources": []})
+    with pytest.raises(ValueError, match="not an inventory"):
+        Inventory.from_dict({})

@@ -7,21 +7,29 @@ a step fails, the records kept, and the CLI driver's command lines, files and en
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 import threading
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from conftest import FakeTool
 
-from pytest_vcluster.cluster import lifecycle
+from pytest_vcluster.cluster import lifecycle, recycling
 from pytest_vcluster.cluster.drivers import CliDriver
 from pytest_vcluster.cluster.evidence import ContainerLog, attached
 from pytest_vcluster.cluster.handle import VCluster
+from pytest_vcluster.cluster.inventory import Inventory
 from pytest_vcluster.cluster.lifecycle import TeardownAction, VClusterManager
+from pytest_vcluster.cluster.recycling import Baseline, RecycleResult
+from pytest_vcluster.cluster.reset import HostBaseline
+from pytest_vcluster.cluster.warm import WarmClaim
 from pytest_vcluster.core.commands import CommandRunner
 from pytest_vcluster.core.errors import (
     CommandError,
@@ -58,6 +66,7 @@ class FakeDriver:
     def __init__(self, done: list[str], fail: bool = False) -> None:
         self.done = done
         self.fail = fail
+        self.cluster_scoped = False
 
     def create_objects(
         self,
@@ -75,6 +84,9 @@ class FakeDriver:
 
     def delete_objects(self, name: str, namespace: str, deadline: Deadline) -> None:
         self.done.append(f"delete objects {name}")
+
+    def deletable_elsewhere(self, name: str) -> bool:
+        return not self.cluster_scoped
 
 
 def spec(settings: Settings, persistent: bool = True) -> VClusterSpec:
@@ -512,3 +524,167 @@ def test_the_host_version_is_asked_without_holding_the_managers_lock(
     monkeypatch.setattr(VClusterManager, "_host_version", version)
     assert manager._driver() is manager._driver()
     assert held == [False]
+
+
+# -- the warm pool ------------------------------------------------------------------------
+
+WARM_BASELINE = Baseline(Inventory({}, {}), HostBaseline("ns", {}), 0.3)
+
+
+@dataclass
+class FakeWarm:
+    """The host's warm clusters as the manager sees them through WarmClusters."""
+
+    warm: int = 0
+    parked: list[tuple[str, int]] = field(default_factory=list)
+    claims: list[WarmClaim] = field(default_factory=list)
+
+    def count(self, spec_hash: str) -> int:
+        return self.warm + len(self.parked)
+
+    def park(self, namespace: str, baseline: Baseline, tests_before: int) -> None:
+        self.parked.append((namespace, tests_before))
+
+    def claim(self, spec_hash: str, test: str) -> WarmClaim | None:
+        return self.claims.pop(0) if self.claims else None
+
+
+@pytest.fixture
+def warm_host(
+    manager: VClusterManager, monkeypatch: pytest.MonkeyPatch
+) -> tuple[FakeWarm, list[dict[str, Any]]]:
+    """Warm pool of 1 on; what reset_to_baseline was asked, and its answers (clean unless
+    a test says otherwise)."""
+    fake = FakeWarm()
+    resets: list[dict[str, Any]] = []
+    manager.settings = dataclasses.replace(manager.settings, warm_pool=1)
+    monkeypatch.setattr(VClusterManager, "warm", property(lambda self: fake))
+
+    def reset(api: object, host: object, namespace: str, baseline: Baseline, **kwargs: Any) -> Any:
+        resets.append({"namespace": namespace, **kwargs})
+        reasons = tuple(kwargs.pop("_reasons", ()))
+        return RecycleResult(not reasons, reasons, 0.2)
+
+    monkeypatch.setattr(lifecycle, "reset_to_baseline", reset)
+    return fake, resets
+
+
+def ephemeral(manager: VClusterManager) -> VClusterSpec:
+    return dataclasses.replace(spec(manager.settings, persistent=False), recycle=True)
+
+
+def test_a_cluster_parks_warm_after_a_reset_without_waiting_for_the_token_caches(
+    manager: VClusterManager, done: list[str], warm_host: tuple[FakeWarm, list[dict[str, Any]]]
+) -> None:
+    fake, resets = warm_host
+    handle = manager.create(ephemeral(manager), teardown_on_error=TeardownMode.DELETE)
+    handle._baseline = WARM_BASELINE
+    handle.tests_before = 2
+
+    manager.park(handle, used=True)
+
+    assert resets[0]["auth_cache"] == 0.0  # the adopting run waits them out itself
+    assert fake.parked == [(handle.namespace, 3)]
+    assert not any(step.startswith("delete") for step in done)
+    assert manager.stats.counts["parked"] == 1
+    assert manager.leftovers() == []  # no longer this run's
+    assert not manager._connections
+    assert [entry["action"] for entry in manager.stats.teardowns] == ["park"]
+
+
+def test_a_full_pool_or_an_unproven_reset_deletes_the_cluster_instead(
+    manager: VClusterManager,
+    done: list[str],
+    warm_host: tuple[FakeWarm, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake, resets = warm_host
+    fake.warm = 1
+    full = manager.create(ephemeral(manager), teardown_on_error=TeardownMode.DELETE)
+    full._baseline = WARM_BASELINE
+    manager.park(full, used=True)
+    assert resets == []  # no reset for a cluster that cannot be parked
+    assert f"delete namespace {full.namespace}" in done
+
+    fake.warm = 0
+    assert isinstance(manager.driver, FakeDriver)
+    manager.driver.cluster_scoped = True  # e.g. a ClusterRole only this process knows of
+    scoped = manager.create(ephemeral(manager), teardown_on_error=TeardownMode.DELETE)
+    scoped._baseline = WARM_BASELINE
+    manager.park(scoped, used=True)
+    assert f"delete namespace {scoped.namespace}" in done
+    manager.driver.cluster_scoped = False
+
+    fake.warm = 0
+    monkeypatch.setattr(
+        lifecycle, "reset_to_baseline",
+        lambda *a, **k: RecycleResult(False, ("changed: ServiceAccount default/default",), 0.2),
+    )  # fmt: skip
+    unproven = manager.create(ephemeral(manager), teardown_on_error=TeardownMode.DELETE)
+    unproven._baseline = WARM_BASELINE
+    manager.park(unproven, used=True)
+    assert f"delete namespace {unproven.namespace}" in done
+    assert fake.parked == []
+    assert manager.stats.counts["parked"] == 0
+
+
+def test_a_create_adopts_a_proven_warm_cluster_instead(
+    manager: VClusterManager, done: list[str], warm_host: tuple[FakeWarm, list[dict[str, Any]]]
+) -> None:
+    fake, resets = warm_host
+    fake.claims.append(WarmClaim("pv-w", "pv-w", WARM_BASELINE, tests_before=4, hold_seconds=3.0))
+
+    handle = manager.create(ephemeral(manager), teardown_on_error=TeardownMode.DELETE)
+
+    assert done == ["connect pv-w"]  # no namespace, no objects: nothing was created
+    assert (handle.warm, handle.recycled, handle.tests_before) == (True, True, 4)
+    assert handle._baseline is WARM_BASELINE
+    # The caches forget the last test 3 s after the claim: the reset holds until then.
+    idle_since = resets[0]["idle_since"]
+    assert idle_since + recycling.AUTH_CACHE_SECONDS - time.monotonic() == pytest.approx(3.0, abs=1)
+    assert manager.stats.counts["adopted"] == 1
+    assert manager.stats.ready_seconds == []  # an adoption is no start
+    assert manager.stats.clusters[0]["event"] == "adopted"
+
+
+def test_a_warm_cluster_that_fails_its_proof_is_deleted_and_a_new_one_created(
+    manager: VClusterManager,
+    done: list[str],
+    warm_host: tuple[FakeWarm, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake, _ = warm_host
+    fake.claims += [
+        WarmClaim("pv-u", "pv-u", None, 1, 0.0, problem="its stored baseline cannot be read"),
+        WarmClaim("pv-c", "pv-c", WARM_BASELINE, 1, 0.0),
+    ]
+    monkeypatch.setattr(
+        lifecycle, "reset_to_baseline",
+        lambda *a, **k: RecycleResult(False, ("added: Namespace poked",), 0.2),
+    )  # fmt: skip
+
+    handle = manager.create(ephemeral(manager), teardown_on_error=TeardownMode.DELETE)
+
+    assert "delete namespace pv-u" in done
+    assert "delete namespace pv-c" in done
+    assert handle.warm is False
+    assert f"namespace {handle.namespace}" in done  # created after all
+    assert manager.stats.counts["adopted"] == 0
+
+
+def test_without_the_warm_pool_nothing_is_claimed_or_parked(
+    manager: VClusterManager, done: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: object) -> object:
+        raise AssertionError("the warm pool is off")
+
+    monkeypatch.setattr(VClusterManager, "warm", property(refuse))
+    handle = manager.create(ephemeral(manager), teardown_on_error=TeardownMode.DELETE)
+    assert manager.parks(ephemeral(manager)) is False
+    manager.settings = dataclasses.replace(manager.settings, warm_pool=2)
+    assert manager.parks(ephemeral(manager)) is True
+    # A persistent cluster may be paused and resumed, and a test may ask for a fresh one:
+    # neither is ever warm.
+    assert manager.parks(dataclasses.replace(ephemeral(manager), persistent=True)) is False
+    assert manager.parks(dataclasses.replace(ephemeral(manager), recycle=False)) is False
+    manager.finish(handle, TeardownAction.DELETE)

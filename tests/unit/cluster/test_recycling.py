@@ -7,6 +7,7 @@ under test.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -162,3 +163,46 @@ def test_the_cluster_is_handed_over_only_once_vclusters_auth_cache_forgot_the_la
     assert result.phases()["auth_cache"] == result.auth_cache_seconds
     # kube-apiserver caches a token for 10 s, vcluster's proxy for 5 s more.
     assert recycling.AUTH_CACHE_SECONDS > 15.0
+
+
+def test_a_cluster_idle_since_before_the_reset_is_held_only_for_what_is_left_of_the_caches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recycling, "reset", lambda *a, **k: CLEAN_RESET)
+    monkeypatch.setattr(recycling, "host_namespace_clean", lambda *a, **k: HostCheck(clean=True))
+    now = recycling.time.monotonic()
+
+    idle_long = recycling.reset_to_baseline(
+        API, API, "ns", BASELINE, timeout=30, auth_cache=5.0, idle_since=now - 10
+    )
+    idle_briefly = recycling.reset_to_baseline(
+        API, API, "ns", BASELINE, timeout=30, auth_cache=5.0, idle_since=now - 4.7
+    )
+
+    assert idle_long.recycled
+    assert idle_long.auth_cache_seconds == 0.0
+    assert 0.0 < idle_briefly.auth_cache_seconds <= 0.4
+
+
+def test_an_idle_time_does_not_count_when_the_reset_deleted_something(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Someone used the cluster after it went idle: the caches may know them from just now.
+    used = ResetResult(
+        clean=True, reasons=(), diff=InventoryDiff(), inventory=inventory("1"),
+        deleted=(ObjectKey("", "ConfigMap", "default", "left"),),
+    )  # fmt: skip
+    monkeypatch.setattr(recycling, "reset", lambda *a, **k: used)
+    monkeypatch.setattr(recycling, "host_namespace_clean", lambda *a, **k: HostCheck(clean=True))
+    result = recycling.reset_to_baseline(
+        API, API, "ns", BASELINE, timeout=30, auth_cache=0.3,
+        idle_since=recycling.time.monotonic() - 60,
+    )  # fmt: skip
+    assert result.auth_cache_seconds >= 0.25
+
+
+def test_a_baseline_survives_its_json_form() -> None:
+    again = recycling.Baseline.from_dict(json.loads(json.dumps(BASELINE.to_dict())))
+    assert again == BASELINE
+    with pytest.raises(ValueError, match="not a baseline"):
+        recycling.Baseline.from_dict({"inventory": BASELINE.inventory.to_dict()})

@@ -36,3 +36,21 @@ def test_merge_from_workers() -> None:
 def test_unknown_event() -> None:
     with pytest.raises(ValueError, match="unknown event"):
         Stats().record("exploded")
+
+
+def test_the_warm_pool_is_named_only_in_runs_that_used_it() -> None:
+    stats = Stats()
+    stats.record("created", 12.0)
+    stats.record("adopted")
+    stats.record("parked")
+    stats.record("parked")
+    stats.record_setup("t.py::test_a", "gw0", 0.4, "warm")
+    stats.record_setup("t.py::test_b", "gw0", 0.0, "recycled")
+    assert stats.summary_lines() == [
+        "vclusters: created 1, resumed 0, recycled 0, paused 0, deleted 0, kept 0, failed 0, "
+        "adopted 1, parked 2",
+        # An adoption is no start: only the create's time.
+        "create/resume to ready: median 12.0s, max 12.0s over 1",
+        "tests waited for their vcluster: p50 0.2s, p95 0.4s over 2 "
+        "(0 prepared ahead, 1 recycled, 1 adopted warm)",
+    ]

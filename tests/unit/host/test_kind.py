@@ -230,7 +230,7 @@ def test_host_holding_paused_or_kept_vclusters_is_kept(kind: FakeKind, tmp_path:
     host.release()
     assert kind.clusters == ["t"]
     assert kind.calls("delete") == []
-    assert "kept: it holds 2 paused or kept vcluster(s)" in (host.summary_line() or "")
+    assert "kept: it holds 2 paused, kept or warm vcluster(s)" in (host.summary_line() or "")
 
 
 def test_host_not_created_by_us_is_never_deleted(kind: FakeKind, tmp_path: Path) -> None:

@@ -54,6 +54,9 @@ class FakeManager:
     def can_recycle(self, handle: VCluster) -> bool:
         return False
 
+    def parks(self, spec: VClusterSpec) -> bool:
+        return False
+
 
 def make_factory(
     manager: FakeManager, marker: MarkerArgs, extra_values: dict[str, Any] | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
@@ -50,6 +50,9 @@ class FakeManager:
     reset_clean: bool = True
     reset_gate: threading.Event = field(default_factory=threading.Event)
     resets: list[str] = field(default_factory=list)
+    #: Clusters of every spec go to the warm pool (--vcluster-warm-pool above 0).
+    warm: bool = False
+    parked: list[tuple[str, bool]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.gate.set()
@@ -93,6 +96,12 @@ class FakeManager:
         handle.recycled = True
         handle.tests_before += 1
         return RecycleResult(True, (), 0.1)
+
+    def parks(self, spec: VClusterSpec) -> bool:
+        return self.warm and spec.recycle
+
+    def park(self, handle: VCluster, *, used: bool) -> None:
+        self.parked.append((handle.name, used))
 
 
 @dataclass
@@ -361,8 +370,9 @@ def test_no_recycling_when_nobody_wants_the_spec_or_a_test_turns_it_off() -> Non
     assert len(manager.created) == 4
 
 
-def test_kept_paused_and_unrecyclable_clusters_are_not_reset() -> None:
-    manager, schedule = FakeManager(recyclable=True), Schedule()
+@pytest.mark.parametrize("warm", [False, True], ids=["", "warm-pool"])
+def test_kept_paused_and_unrecyclable_clusters_are_not_reset(warm: bool) -> None:
+    manager, schedule = FakeManager(recyclable=True, warm=warm), Schedule()
     pool = pool_with(manager, schedule, lookahead=0)
     schedule.at(("t0", R), ("t1", R))
     wanted: dict[str, TeardownAction] = {}
@@ -376,6 +386,7 @@ def test_kept_paused_and_unrecyclable_clusters_are_not_reset() -> None:
     pool.release(taken.handle, TeardownAction.DELETE)
     pool.close()
     assert manager.resets == []
+    assert manager.parked == []  # nor parked warm
     # Teardowns run in background threads, so they may finish in any order: each cluster got
     # its own action, once.
     assert len(manager.finished) == 3
@@ -437,3 +448,49 @@ def test_close_deletes_a_recycled_cluster_nobody_took() -> None:
     pool.close()  # t1 never ran (-x)
     assert manager.resets == [first.handle.name]
     assert [(n, a) for n, a, _ in manager.finished] == [(first.handle.name, TeardownAction.DELETE)]
+
+
+def test_with_the_warm_pool_the_last_cluster_of_a_spec_parks_instead_of_being_deleted() -> None:
+    manager, schedule = FakeManager(recyclable=True, warm=True), Schedule()
+    pool = pool_with(manager, schedule, lookahead=0)
+    schedule.at(("t0", R))
+    taken = pool.take("t0", R, TeardownMode.DELETE)
+    pool.release(taken.handle, TeardownAction.DELETE)  # no later test of its spec here
+    pool.close()
+    assert manager.parked == [(taken.handle.name, True)]
+    assert manager.finished == []
+    assert manager.resets == []  # parking resets it itself, without the token-cache hold
+
+
+def test_with_the_warm_pool_clusters_nobody_took_park_as_unused() -> None:
+    manager, schedule = FakeManager(recyclable=True, warm=True), Schedule()
+    pool = pool_with(manager, schedule, lookahead=2)
+    schedule.at(("t0", R), ("t1", R), ("t2", R))
+    first = pool.take("t0", R, TeardownMode.DELETE)
+    pool.plan()  # t1 and t2 prepared ahead
+    pool.release(first.handle, TeardownAction.DELETE)  # recycled for t1 or t2
+    pool.close()  # -x: neither ran
+    parked = dict(manager.parked)
+    # Every cluster made parks: the first, recycled, and those prepared for t1 and t2 (one
+    # fewer when the recycled cluster took the place of a create not started yet).
+    assert first.handle.name in parked
+    assert len(parked) == len(manager.created) >= 2
+    # The recycled one's reset already counted its test; the prepared ones never had one.
+    assert set(parked.values()) == {False}
+    assert manager.finished == []
+
+
+def test_an_adopted_warm_cluster_is_reported_as_warm() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    pool = pool_with(manager, schedule, lookahead=0)
+    original = manager.create
+
+    def adopt(spec: VClusterSpec, **kwargs: Any) -> VCluster:
+        handle = original(spec, **kwargs)
+        handle.warm = handle.recycled = True
+        return handle
+
+    manager.create = adopt  # type: ignore[method-assign]
+    schedule.at(("t0", R))
+    assert pool.take("t0", R, TeardownMode.DELETE).source == "warm"
+    pool.close()
