@@ -18,6 +18,9 @@ One command measures, in one run and on the same machine:
   Service, a CRD with one object and a ClusterRoleBinding (through the handle's ``apply``), then
   works for about ``--work-seconds`` in all;
 * S0: S with ``--vcluster-recycle=false``: every cluster is deleted after its test;
+* Sw: S run twice with ``--vcluster-warm-pool`` (one cluster per worker): the first run (Sw1)
+  parks its clusters on the host, the second (Sw, the one judged) adopts them, so its first
+  tests wait for a proof instead of a create;
 * Sk: the same test bodies with a kind cluster per test (the pytest-kind way), plugin off;
 * Sn: the same test bodies with a namespace per test in one kind cluster per xdist worker, made
   at the worker's first test (its creation counts in Sn) and deleted at its end, plugin off;
@@ -49,6 +52,6 @@ timed asserts. Run it from the repository root:
 #   memory    docker's memory figures, and a sampler reading the host's during S
 #   suite     one inner pytest run of a temporary copy of benchmarks/suite
 #   report    targets, verdicts, the printed table and how figures are shown
-#   measure   the measurements K, C0, C, R, S, S0, Sk, Sn and D
+#   measure   the measurements K, C0, C, R, S, S0, Sw, Sk, Sn and D
 #   chart     speed.png
 #   cli       options, the order of the measurements, speed.json

@@ -24,8 +24,8 @@ from .measure import Bench
 from .report import TARGETS, table, verdicts
 from .stack import BENCHMARKS, HOST, REPO, BenchError, Stack
 
-PHASES = ("K", "C0", "C", "L", "R", "S", "S0", "Sk", "Sn", "D")
-NEEDS_HOST = ("C0", "C", "L", "R", "S", "S0", "D")
+PHASES = ("K", "C0", "C", "L", "R", "S", "S0", "Sw", "Sk", "Sn", "D")
+NEEDS_HOST = ("C0", "C", "L", "R", "S", "S0", "Sw", "D")
 
 
 def _phase_list(text: str) -> list[str]:
@@ -174,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("R", bench.measure_r),
         ("S", bench.measure_s),
         ("S0", bench.measure_s0),
+        ("Sw", bench.measure_sw),
         ("D", bench.measure_d),
     ]
     print(f"pytest-vcluster speed: {','.join(options.only)}; inner logs in {work}", flush=True)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .commands import run
 from .kind import Kind
 from .memory import MemorySampler, parse_mib
 from .records import InnerRun, phase_breakdown, ready_seconds, reset_figures, setup_sources
@@ -183,15 +185,41 @@ class Bench:
         )
 
     def measure_s(self) -> None:
-        self._vcluster_work("S", recycle=True)
+        self._vcluster_work("S")
 
     def measure_s0(self) -> None:
         """S with every cluster deleted after its test, none reset for another."""
         if not self.suite.features["recycle"]:
             raise BenchError("this plugin version has no --vcluster-recycle: S0 would be S")
-        self._vcluster_work("S0", recycle=False)
+        self._vcluster_work("S0", recycle=False, extra=["--vcluster-recycle=false"])
 
-    def _vcluster_work(self, key: str, *, recycle: bool) -> None:
+    def measure_sw(self) -> None:
+        """S run twice with a warm pool of one cluster per worker: the first run parks its
+        clusters (its figures are kept as Sw1), the second, measured, adopts them. The warm
+        clusters are deleted after, so that they load nothing measured later."""
+        if not self.suite.features["warm"]:
+            raise BenchError("this plugin version has no --vcluster-warm-pool")
+        extra = [f"--vcluster-warm-pool={self.options.workers}"]
+        try:
+            self._vcluster_work("Sw1", extra=extra)
+            self._vcluster_work("Sw", extra=extra)
+        finally:
+            self.remove_warm()
+
+    def remove_warm(self) -> None:
+        """Delete the warm clusters on the shared host and wait until they are gone."""
+        done = run(
+            [
+                self.stack.tool("kubectl"), "--kubeconfig", str(self.kind.kubeconfig(HOST)),
+                "delete", "namespace", "-l", "pytest-vcluster/state=warm", "--timeout=180s",
+            ],
+            timeout=240,
+            env=self.stack.env(),
+        )  # fmt: skip
+        if done.returncode != 0:
+            print(f"warning: deleting the warm clusters failed:\n{done.tail()}", file=sys.stderr)
+
+    def _vcluster_work(self, key: str, *, recycle: bool = True, extra: Sequence[str] = ()) -> None:
         sampler = MemorySampler(f"{HOST}-control-plane")
         sampler.start()
         try:
@@ -201,8 +229,8 @@ class Bench:
                 self._work_settings("vcluster"),
                 version=self.primary,
                 workers=self.options.workers,
-                # Only S0 names it: S runs with the plugin's default, whatever that becomes.
-                extra=() if recycle else ["--vcluster-recycle=false"],
+                # S names nothing: it runs with the plugin's defaults, whatever they become.
+                extra=extra,
             )
         finally:
             sampler.stop()

@@ -23,6 +23,8 @@ NOT_MEASURED = "\u2014"  # an em dash: no figure, as opposed to a figure of zero
 SUITES = (  # the test_work measurements, in the order the table shows them
     ("S", "vcluster"),
     ("S0", "vcluster, recycling off"),
+    ("Sw1", "vcluster, warm pool, run 1 (parks)"),
+    ("Sw", "vcluster, warm pool, run 2 (adopts)"),
     ("Sk", "kind per test"),
     ("Sn", "namespace per test"),
 )
@@ -59,6 +61,10 @@ def verdicts(results: dict[str, Any], primary: str) -> list[dict[str, Any]]:
     rows.append(("setup p50 (S)", "setup p50", (s.get("setup") or {}).get("p50")))
     rows.append(("setup p95 (S)", "setup p95", (s.get("setup") or {}).get("p95")))
     rows.append(("reset p50 (S)", "reset p50", (s.get("resets") or {}).get("p50")))
+    sw = results.get("Sw") or {}
+    if sw:
+        rows.append(("setup p50 (Sw: S again, warm pool)", "setup p50", sw["setup"]["p50"]))
+        rows.append(("setup p95 (Sw: S again, warm pool)", "setup p95", sw["setup"]["p95"]))
     d = results.get("D") or {}
     rows.append(("D idle Ready vclusters", "D count", d.get("count")))
     rows.append(("D MiB per vcluster", "MiB per vcluster", d.get("mib_per_vcluster")))
@@ -186,6 +192,7 @@ def _verdict_lines(data: dict[str, Any]) -> list[str]:
         ("(S + K)/Sk, for information", ratio(cold, walls["Sk"])),
         ("(S + K)/Sn, for information", ratio(cold, walls["Sn"])),
         ("S/S0 (recycling on / off), for information", ratio(walls["S"], walls["S0"])),
+        ("Sw/Sn (a second run, warm pool), for info", ratio(walls["Sw"], walls["Sn"])),
     ):
         if value is not None:
             lines.append(f"  {name:<44} {value:>{VALUE_WIDTH}.2f}")

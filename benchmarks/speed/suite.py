@@ -42,6 +42,7 @@ class Suite:
             "records": "--vcluster-records" in done.output,
             "lookahead": "--vcluster-lookahead" in done.output,
             "recycle": "--vcluster-recycle" in done.output,
+            "warm": "--vcluster-warm-pool" in done.output,
         }
 
     def run(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -171,3 +172,20 @@ def test_only_takes_phases_in_any_case_and_runs_them_in_order() -> None:
     assert cli.parse_args(["--only", "sk,k", "--stack", "s.json"]).only == ["K", "Sk"]
     with pytest.raises(SystemExit):
         cli.parse_args(["--only", "K,X"])
+
+
+def test_the_warm_pool_run_is_judged_on_its_setup_waits_next_to_s() -> None:
+    def suite(wall: float, p50: float, p95: float) -> dict[str, Any]:
+        spread = {"n": 24, "p50": p50, "p95": p95, "max": p95, "source": "records"}
+        return {"wall": wall, "tests": 24, "workers": 2, "setup": spread,
+                "setup_durations": spread, "teardown_durations": spread}  # fmt: skip
+
+    results = {"S": suite(160.0, 0.0, 17.0), "Sw": suite(130.0, 0.0, 0.9),
+               "Sn": suite(144.0, 0.1, 9.0)}  # fmt: skip
+    found = {v["name"]: v["met"] for v in report.verdicts(results, "1.36")}
+    assert found["setup p95 (S)"] is False
+    assert found["setup p95 (Sw: S again, warm pool)"] is True
+    text = report.table({"results": results, "verdicts": report.verdicts(results, "1.36"),
+                         "errors": {}})  # fmt: skip
+    assert "Sw  24 tests, -n 2, vcluster, warm pool, run 2 (adopts)" in text
+    assert "Sw/Sn (a second run, warm pool), for info" in text
