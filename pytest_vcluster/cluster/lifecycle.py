@@ -465,6 +465,8 @@ class VClusterManager:
         """A warm cluster of ``spec``, claimed and proven against its stored baseline, or
         None (none there, or none proven: those are deleted)."""
         for _ in range(WARM_CLAIMS):
+            if interrupts.interrupted:
+                raise RunInterruptedError("not adopting a warm vcluster: the run was interrupted")
             claim = self.warm.claim(spec.spec_hash, spec.test)
             if claim is None:
                 return None
@@ -495,8 +497,12 @@ class VClusterManager:
                 result = self._reset(handle, claim.baseline, idle_since=idle_since)
                 reasons = list(result.reasons)
                 timer.mark("proven")
-            except VClusterError as exc:
-                reasons = [str(exc)]
+            except Exception as exc:  # any failure: deleted, a new one made
+                if isinstance(exc, RunInterruptedError):
+                    self._cleanup_failed(claim.name, claim.namespace, TeardownMode.DELETE,
+                                         resumed=False)  # fmt: skip
+                    raise
+                reasons = [str(exc) if isinstance(exc, VClusterError) else repr(exc)]
             except BaseException:
                 self._cleanup_failed(claim.name, claim.namespace, TeardownMode.DELETE,
                                      resumed=False)  # fmt: skip
