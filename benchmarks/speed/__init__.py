@@ -19,8 +19,9 @@ One command measures, in one run and on the same machine:
   works for about ``--work-seconds`` in all;
 * S0: S with ``--vcluster-recycle=false``: every cluster is deleted after its test;
 * Sw: S run twice with ``--vcluster-warm-pool`` (one cluster per worker): the first run (Sw1)
-  parks its clusters on the host, the second (Sw, the one judged) adopts them, so its first
-  tests wait for a proof instead of a create;
+  parks its clusters on the host, the second (Sw, the one judged), started 17 s later as a
+  person re-running the tests would, adopts them, so its first tests wait for a proof instead
+  of a create;
 * Sk: the same test bodies with a kind cluster per test (the pytest-kind way), plugin off;
 * Sn: the same test bodies with a namespace per test in one kind cluster per xdist worker, made
   at the worker's first test (its creation counts in Sn) and deleted at its end, plugin off;

@@ -47,6 +47,10 @@ BASELINE_CONFIGMAP = "pytest-vcluster-baseline"
 _BASELINE_KEY = "baseline.json"
 #: The host's ``Date`` has whole seconds: one more covers the rounding of both readings.
 _DATE_ROUNDING = 1.0
+#: The longest a claimer waits for the token caches to forget a warm cluster's last test
+#: (a create takes longer than this on a 2-core host); a cluster parked more recently, say by
+#: another worker of the same run a moment ago, is left for later.
+MAX_HOLD = 10.0
 
 
 @dataclass(frozen=True)
@@ -82,12 +86,13 @@ class WarmClusters(HostNamespaces):
     def _selector(self, spec_hash: str) -> str:
         return f"{LABEL_MANAGED}=true,{LABEL_SPEC_HASH}={spec_hash},{LABEL_STATE}={WARM_STATE}"
 
-    def _listed(self, spec_hash: str) -> list[_Parked]:
-        namespaces = self.core.list_namespace(
+    def _listed(self, spec_hash: str) -> tuple[list[_Parked], datetime.datetime | None]:
+        """The warm clusters of ``spec_hash``, longest parked first, and the host's time."""
+        listed, _, headers = self.core.list_namespace_with_http_info(
             label_selector=self._selector(spec_hash), _request_timeout=API_TIMEOUT
-        ).items
+        )
         found = []
-        for ns in namespaces:
+        for ns in listed.items:
             meta = ns.metadata
             if meta is None or not meta.name or meta.deletion_timestamp is not None:
                 continue
@@ -99,12 +104,12 @@ class WarmClusters(HostNamespaces):
                 )
         # The longest parked first: its token caches are surely cold.
         found.sort(key=lambda parked: parked.annotations.get(ANNOTATION_PARKED_AT, ""))
-        return found
+        return found, host_date(headers)
 
     def count(self, spec_hash: str) -> int:
         """Warm clusters of ``spec_hash`` on the host now (any run's)."""
         try:
-            return len(self._listed(spec_hash))
+            return len(self._listed(spec_hash)[0])
         except Exception as exc:
             raise api_error("cannot count the warm vclusters on the host", exc) from exc
 
@@ -144,17 +149,22 @@ class WarmClusters(HostNamespaces):
         except Exception as exc:
             raise api_error(f"cannot park vcluster namespace {namespace} warm", exc) from exc
 
-    def claim(self, spec_hash: str, test: str) -> WarmClaim | None:
-        """Claim a warm cluster of ``spec_hash`` for this run, or None if there is none.
+    def claim(self, spec_hash: str, test: str, *, max_hold: float = MAX_HOLD) -> WarmClaim | None:
+        """Claim a warm cluster of ``spec_hash`` for this run, or None if there is none that
+        is usable within ``max_hold`` seconds (one parked moments ago, by another worker of
+        the same run, is left for later: waiting out its token caches would take longer than
+        a create).
 
         Never raises: without a list or a claim, the caller creates a cluster as usual.
         """
         try:
-            candidates = self._listed(spec_hash)
+            candidates, host_now = self._listed(spec_hash)
         except Exception as exc:  # noqa: BLE001 - without a list, a new cluster is made
             log.warning("cannot look for warm vclusters: %s", exc)
             return None
         for parked in candidates:
+            if _hold(parked.annotations.get(ANNOTATION_PARKED_AT), host_now) > max_hold:
+                continue
             try:
                 headers = self.take_over(parked.namespace, parked.resource_version, test)
             except Exception as exc:  # noqa: BLE001 - 409: another run or worker claimed it
