@@ -440,7 +440,10 @@ class VClusterManager:
                 connection.close()
             error: str | None = None
             try:
-                self.warm.park(handle.namespace, baseline, handle.tests_before + int(used))
+                idle = time.monotonic() - (result.last_use or time.monotonic())
+                self.warm.park(
+                    handle.namespace, baseline, handle.tests_before + int(used), idle_for=idle
+                )
             except VClusterError as exc:
                 error = str(exc)
                 log.warning("cannot park vcluster %s warm, deleting it: %s", handle.name, exc)

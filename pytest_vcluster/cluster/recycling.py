@@ -114,6 +114,9 @@ class RecycleResult:
     host: HostCheck | None = None
     #: Seconds waited at the end for vcluster's authentication cache to forget the last test.
     auth_cache_seconds: float = 0.0
+    #: When (monotonic) a principal of the last test could last have used the cluster: what
+    #: the token caches count from. Set for a recycled cluster only.
+    last_use: float | None = None
 
     def phases(self) -> dict[str, float]:
         """Seconds per phase, for the records: deleting, waiting until gone, the proving
@@ -235,7 +238,9 @@ def reset_to_baseline(
     if idle_since is not None and not inside.deleted:
         last_use = min(last_use, idle_since)
     waited = _wait_until(last_use + auth_cache, stop)
-    return RecycleResult(True, (), seconds, inside, host, auth_cache_seconds=round(waited, 3))
+    return RecycleResult(
+        True, (), seconds, inside, host, auth_cache_seconds=round(waited, 3), last_use=last_use
+    )
 
 
 def _wait_until(moment: float, stop: threading.Event | None) -> float:

@@ -113,8 +113,15 @@ class WarmClusters(HostNamespaces):
         except Exception as exc:
             raise api_error("cannot count the warm vclusters on the host", exc) from exc
 
-    def park(self, namespace: str, baseline: Baseline, tests_before: int) -> None:
-        """Store ``baseline`` in the namespace, then label it ``warm`` (claimable)."""
+    def park(
+        self, namespace: str, baseline: Baseline, tests_before: int, *, idle_for: float = 0.0
+    ) -> None:
+        """Store ``baseline`` in the namespace, then label it ``warm`` (claimable).
+
+        ``idle_for`` is how many seconds ago the cluster's last test could last have used it:
+        the parking time written is that moment, by the host's clock, which is what a claimer
+        counts the token caches' memory from.
+        """
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(name=BASELINE_CONFIGMAP, namespace=namespace),
             data={_BASELINE_KEY: json.dumps(baseline.to_dict(), separators=(",", ":"))},
@@ -134,7 +141,7 @@ class WarmClusters(HostNamespaces):
             _, _, headers = self.core.read_namespace_with_http_info(
                 namespace, _request_timeout=API_TIMEOUT
             )
-            parked_at = host_date(headers) or utc_now()
+            parked_at = (host_date(headers) or utc_now()) - datetime.timedelta(seconds=idle_for)
             patch = {
                 "metadata": {
                     "labels": {LABEL_STATE: WARM_STATE},

@@ -537,13 +537,17 @@ class FakeWarm:
 
     warm: int = 0
     parked: list[tuple[str, int]] = field(default_factory=list)
+    idle_for: list[float] = field(default_factory=list)
     claims: list[WarmClaim] = field(default_factory=list)
 
     def count(self, spec_hash: str) -> int:
         return self.warm + len(self.parked)
 
-    def park(self, namespace: str, baseline: Baseline, tests_before: int) -> None:
+    def park(
+        self, namespace: str, baseline: Baseline, tests_before: int, *, idle_for: float = 0.0
+    ) -> None:
         self.parked.append((namespace, tests_before))
+        self.idle_for.append(idle_for)
 
     def claim(self, spec_hash: str, test: str) -> WarmClaim | None:
         return self.claims.pop(0) if self.claims else None
@@ -563,7 +567,8 @@ def warm_host(
     def reset(api: object, host: object, namespace: str, baseline: Baseline, **kwargs: Any) -> Any:
         resets.append({"namespace": namespace, **kwargs})
         reasons = tuple(kwargs.pop("_reasons", ()))
-        return RecycleResult(not reasons, reasons, 0.2)
+        # The last test's last use: 2 s before the reset ended.
+        return RecycleResult(not reasons, reasons, 0.2, last_use=time.monotonic() - 2.0)
 
     monkeypatch.setattr(lifecycle, "reset_to_baseline", reset)
     return fake, resets
@@ -585,6 +590,8 @@ def test_a_cluster_parks_warm_after_a_reset_without_waiting_for_the_token_caches
 
     assert resets[0]["auth_cache"] == 0.0  # the adopting run waits them out itself
     assert fake.parked == [(handle.namespace, 3)]
+    # The parking time is the last test's last use: what the token caches count from.
+    assert fake.idle_for[0] == pytest.approx(2.0, abs=0.5)
     assert not any(step.startswith("delete") for step in done)
     assert manager.stats.counts["parked"] == 1
     assert manager.leftovers() == []  # no longer this run's

@@ -231,8 +231,8 @@ def test_the_hold_is_full_whenever_a_time_is_unknown(
     assert warm._hold(parked_at, host_now) == pytest.approx(hold)
 
 
-def test_the_parking_time_is_the_hosts(host: Host) -> None:
+def test_the_parking_time_is_the_last_use_by_the_hosts_clock(host: Host) -> None:
     host.add("pv-a")
-    clusters("run0").park("pv-a", BASELINE, tests_before=1)
+    clusters("run0").park("pv-a", BASELINE, tests_before=1, idle_for=2.5)
     stamp = host.namespaces["pv-a"].metadata.annotations[ANNOTATION_PARKED_AT]
-    assert datetime.datetime.fromisoformat(stamp) == T0
+    assert datetime.datetime.fromisoformat(stamp) == T0 - datetime.timedelta(seconds=2.5)
