@@ -18,7 +18,8 @@ One command measures, in one run and on the same machine:
   Service, a CRD with one object and a ClusterRoleBinding (through the handle's ``apply``), then
   works for about ``--work-seconds`` in all;
 * S0: S with ``--vcluster-recycle=false``: every cluster is deleted after its test;
-* Sw: S run twice with ``--vcluster-warm-pool`` (one cluster per worker): the first run (Sw1)
+* Sw: S run twice with ``--vcluster-warm-pool`` (three clusters per worker: what a worker holds
+  at once with the default lookahead of two): the first run (Sw1)
   parks its clusters on the host, the second (Sw, the one judged), started 17 s later as a
   person re-running the tests would, adopts them, so its first tests wait for a proof instead
   of a create;

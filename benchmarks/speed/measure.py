@@ -23,6 +23,8 @@ from .suite import Suite
 
 #: Seconds between the two warm-pool runs of Sw.
 WARM_GAP = 17.0
+#: Clusters one worker holds at once in S: its current test's and the lookahead's two.
+WARM_PER_WORKER = 3
 
 
 @dataclass
@@ -198,12 +200,13 @@ class Bench:
         self._vcluster_work("S0", recycle=False, extra=["--vcluster-recycle=false"])
 
     def measure_sw(self) -> None:
-        """S run twice with a warm pool of one cluster per worker: the first run parks its
-        clusters (its figures are kept as Sw1), the second, measured, adopts them. The warm
-        clusters are deleted after, so that they load nothing measured later."""
+        """S run twice with a warm pool as large as what a run holds at once (the current test
+        and the lookahead's two, per worker): the first run parks its clusters (its figures
+        are kept as Sw1), the second, measured, adopts them. The warm clusters are deleted
+        after, so that they load nothing measured later."""
         if not self.suite.features["warm"]:
             raise BenchError("this plugin version has no --vcluster-warm-pool")
-        extra = [f"--vcluster-warm-pool={self.options.workers}"]
+        extra = [f"--vcluster-warm-pool={WARM_PER_WORKER * self.options.workers}"]
         try:
             self._vcluster_work("Sw1", extra=extra)
             # As a person re-running the tests: past the 16.5 s a warm cluster waits after
