@@ -61,7 +61,12 @@ from pytest_vcluster.core.errors import (
     api_error,
 )
 from pytest_vcluster.core.interrupts import interrupts
-from pytest_vcluster.core.labels import LABEL_STATE, control_plane_selector, vcluster_name
+from pytest_vcluster.core.labels import (
+    LABEL_STATE,
+    WARM_STATE,
+    control_plane_selector,
+    vcluster_name,
+)
 from pytest_vcluster.core.stats import Stats
 from pytest_vcluster.core.waits import Deadline
 from pytest_vcluster.host import pausing
@@ -241,8 +246,12 @@ class VClusterManager:
         except VClusterError as exc:
             log.warning("cannot reap the vclusters of ended runs: %s", exc)
             return None
-        if result.removed or result.preserved:
+        left_on_purpose = [c for c in result.preserved if c.state != WARM_STATE]
+        if result.removed or left_on_purpose:
             log.warning("%s", result.summary())
+        elif result.preserved:
+            # Warm clusters waiting for a run are the pool working, not something to fix.
+            log.info("%s", result.summary())
         return result
 
     def leftovers(self) -> list[str]:
