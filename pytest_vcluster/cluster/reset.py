@@ -282,11 +282,15 @@ class _Reset:
             left = self.step(now, _REST)
             if not left and full:
                 break
-            # A namespace waiting with no content in the partial look is finalized only after
-            # a look at every resource has shown it empty.
-            full = not left or self.namespace_waits(now)
-            if left:
+            # Finalized in this step, a namespace is gone when its finalize returns: the next
+            # look can be the proof at once.
+            finished = self.only_finalized_left(now)
+            if left and (full or not finished):
                 self.pause("the objects added since the baseline deleted")
+            # A namespace waiting with no content in a partial look is finalized at once, unless
+            # a resource could not be listed: then only once a look at every resource shows
+            # it empty.
+            full = not left or finished or (self.namespace_waits(now) and not self.listed_all())
         verify_seconds = clock() - looked
         wait_seconds = clock() - started - verify_seconds
         drift = diff(self.baseline, now, exclusions=self.exclusions)
@@ -309,6 +313,36 @@ class _Reset:
         return any(
             _kind(entry) == _NAMESPACE and entry.deleting and entry.key.name not in used
             for entry in self.added(now)
+        )
+
+    def only_finalized_left(self, now: Inventory) -> bool:
+        """True if all that is left of what counts is namespaces the reset finalized."""
+        return all(
+            _kind(entry) == _NAMESPACE and entry.key.name in self.finalized
+            for entry in self.added(now)
+            if self.counts(entry)
+        )
+
+    def listed_all(self) -> bool:
+        """True if the last look at every resource listed each of them."""
+        return self.full is not None and self.full.complete
+
+    def finalizable(self, now: Inventory, entry: Entry) -> bool:
+        """True if ``entry`` is an added namespace, terminating, that ``now`` shows empty, and
+        every resource could be listed (by ``now``, or by the last look at all of them).
+
+        Its content is gone: what the namespace controller would do next, done now (it
+        retries with a backoff of up to a minute once anything in the namespace held it up).
+        A partial look is enough: the proof is a look at every resource, and anything of
+        another resource still in the namespace shows there and is deleted in turn.
+        """
+        return (
+            _kind(entry) == _NAMESPACE
+            and entry.deleting
+            and entry.key.name not in self.finalized
+            and not now.unlisted
+            and (now.complete or self.listed_all())
+            and not any(key.namespace == entry.key.name for key in now.objects)
         )
 
     def result(
@@ -441,6 +475,10 @@ class _Reset:
             if entry.deleting and state.deleting_since is None:
                 state.deleting_since = at
         jobs: list[Callable[[], None]] = []
+        # Namespaces are deleted before anything else is sent: emptied while still active, a
+        # namespace gets some objects made again at once by their controllers
+        # (kube-root-ca.crt); terminating, it refuses them.
+        namespaces: list[Callable[[], None]] = []
         for entry in entries:
             state = self.tracked[entry.uid]
             if not _deletable(now, entry):
@@ -463,7 +501,7 @@ class _Reset:
                 and (parent is None or self.past_grace(self.tracked[parent.uid], at))
                 and self.due(state, at)
             ):
-                jobs.append(self.job_delete(entry))
+                (namespaces if _kind(entry) == _NAMESPACE else jobs).append(self.job_delete(entry))
             if (
                 entry.deleting
                 and entry.finalizers
@@ -478,18 +516,10 @@ class _Reset:
             ):
                 state.stripped = True
                 jobs.append(self.job_strip(entry))
-            if (
-                _kind(entry) == _NAMESPACE
-                and entry.deleting
-                and entry.key.name not in self.finalized
-                and now.complete
-                and not any(key.namespace == entry.key.name for key in now.objects)
-            ):
-                # Its content is gone (every resource listed, none has an object in it): what
-                # the namespace controller would do next, done now. It retries with a backoff
-                # of up to a minute once anything in the namespace held it up.
+            if self.finalizable(now, entry):
                 self.finalized.append(entry.key.name)
                 jobs.append(self.job_finalize(entry))
+        list(self.pool.map(lambda job: job(), namespaces))
         list(self.pool.map(lambda job: job(), jobs))
 
     def empty(

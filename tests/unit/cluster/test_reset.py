@@ -314,6 +314,14 @@ def test_a_namespace_is_finalized_once_its_content_is_gone() -> None:
     assert put["spec"]["finalizers"] == []
     assert result.namespaces_finalized == ("t1",)
     assert result.clean, result.reasons
+    # The namespace terminates before it is emptied: an active one would get some objects
+    # made again by their controllers (kube-root-ca.crt) as soon as they are gone.
+    deletes = cluster.requests("DELETE")
+    assert deletes.index("/api/v1/namespaces/t1") < deletes.index(
+        "/api/v1/namespaces/t1/configmaps"
+    )
+    # Finalized from a partial look: only the first look and the proof list every resource.
+    assert cluster.requests("GET").count("/apis") == 1 + 2  # and the baseline's
 
 
 def test_a_namespace_is_not_finalized_while_a_resource_cannot_be_listed() -> None:
