@@ -51,8 +51,9 @@ class VCluster:
         recycled: True when this cluster served an earlier test and was reset to the state it
             had when first Ready, and the reset was proven, before this test got it.
         tests_before: how many tests used this cluster before the current one (0: fresh).
-        warm: True when an earlier run (or another worker) parked this cluster warm and this
-            one adopted it (``--vcluster-warm-pool``); it is then also ``recycled``.
+        warm: True when an earlier run (or another worker) parked this cluster warm and it
+            was adopted for the current test (``--vcluster-warm-pool``); it is then also
+            ``recycled``. Recycled again within the run for a later test, it is not ``warm``.
     """
 
     name: str

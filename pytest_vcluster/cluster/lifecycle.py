@@ -370,6 +370,8 @@ class VClusterManager:
         )
         if result.recycled:
             handle.recycled = True
+            # Adopted warm for an earlier test: for the next one, recycled within this run.
+            handle.warm = False
             handle.tests_before += 1
             self._track(handle.name, handle.namespace, "in use")
             self.stats.record("recycled")

@@ -654,6 +654,17 @@ def test_a_create_adopts_a_proven_warm_cluster_instead(
     assert manager.stats.clusters[0]["event"] == "adopted"
 
 
+def test_an_adopted_cluster_recycled_for_a_later_test_is_no_longer_warm(
+    manager: VClusterManager, warm_host: tuple[FakeWarm, list[dict[str, Any]]]
+) -> None:
+    fake, _ = warm_host
+    fake.claims.append(WarmClaim("pv-w", "pv-w", WARM_BASELINE, tests_before=4, hold_seconds=0.0))
+    handle = manager.create(ephemeral(manager), teardown_on_error=TeardownMode.DELETE)
+    assert handle.warm is True
+    assert manager.recycle(handle, ephemeral(manager)).recycled
+    assert (handle.warm, handle.recycled, handle.tests_before) == (False, True, 5)
+
+
 def test_a_warm_cluster_that_fails_its_proof_is_deleted_and_a_new_one_created(
     manager: VClusterManager,
     done: list[str],
