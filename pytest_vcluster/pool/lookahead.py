@@ -333,11 +333,8 @@ class ClusterPool:
         """Park ``handle`` warm in the background (here once the pool is closing)."""
         with self._lock:
             if not self._closed:
-                self._teardowns.append(self._reapers.submit(self._park_now, handle, used))
+                self._teardowns.append(self._reapers.submit(self.manager.park, handle, used=used))
                 return
-        self._park_now(handle, used)
-
-    def _park_now(self, handle: VCluster, used: bool) -> None:
         self.manager.park(handle, used=used)
 
     def _recyclable(self, handle: VCluster, spec: VClusterSpec) -> bool:
