@@ -132,6 +132,8 @@ class ClusterPool:
     #: The spec each handed-out cluster was taken for (what :meth:`release` recycles it as).
     _specs: dict[VCluster, VClusterSpec] = field(default_factory=dict)
     _recycles: int = 0
+    #: Preparations :meth:`plan` left for later: the current test was creating its own.
+    _held_back: bool = False
 
     def __post_init__(self) -> None:
         self._creators = concurrent.futures.ThreadPoolExecutor(
@@ -149,11 +151,21 @@ class ClusterPool:
         The first entry of :attr:`upcoming` is the test about to run: it takes its cluster
         with :meth:`take`, so only the entries after it are prepared here.
         """
+        self._plan(current_served=False)
+
+    def _plan(self, *, current_served: bool) -> None:
         if self.lookahead <= 0 or self._closed or interrupts.interrupted:
             return
         view = as_view(self.upcoming())
         wanted = view.wanted(self.lookahead)
         with self._lock:
+            # A test that must create its own cluster now is waiting, and creates share the
+            # host's CPU: it takes one of the ``parallel`` slots, and goes first. What it
+            # holds back is planned once it has its cluster (see take).
+            self._held_back = False
+            slots = None
+            if not current_served and self._creates_own(view):
+                slots = self.parallel - 1
             for nodeid, spec in wanted:
                 existing = self._preparations.get(nodeid)
                 if existing is not None:
@@ -166,7 +178,32 @@ class ClusterPool:
                     # A cluster made for a test that will not run here serves this one.
                     self._reassign(spare, nodeid)
                     continue
+                if slots is not None and self._creating() >= slots:
+                    self._held_back = True
+                    continue
                 self._submit(nodeid, spec)
+
+    def _creates_own(self, view: UpcomingView) -> bool:
+        """True if the current test needs a cluster that nothing here is preparing: its
+        setup creates one (or adopts a warm one) while it waits."""
+        nodeid, spec = view.current() or ("", None)
+        if spec is None:
+            return False
+        own = self._preparations.get(nodeid)
+        if own is not None and own.fits(spec):
+            return False
+        return (
+            self._ready_for(spec, view.will_run, taker=nodeid) is None
+            and self._spare_for(spec, view.will_run, taker=nodeid) is None
+        )
+
+    def _creating(self) -> int:
+        """Creates submitted and not finished (a reset is not one)."""
+        return sum(
+            1
+            for preparation in self._preparations.values()
+            if preparation.recycling is None and not preparation.future.done()
+        )
 
     def _prefer_recycled(
         self, existing: _Preparation, spec: VClusterSpec, will_run: Callable[[str], bool]
@@ -292,8 +329,17 @@ class ClusterPool:
         except Exception:
             self._count_failure(spec)
             raise
+        finally:
+            self._plan_held_back()
         source = "warm" if handle.warm else "resumed" if handle.reused else "created"
         return self._taken(handle, spec, source, started)
+
+    def _plan_held_back(self) -> None:
+        """Plan what :meth:`plan` held back while this test created its own cluster."""
+        with self._lock:
+            held_back, self._held_back = self._held_back, False
+        if held_back:
+            self._plan(current_served=True)
 
     def _taken(self, handle: VCluster, spec: VClusterSpec, source: str, started: float) -> Taken:
         with self._lock:

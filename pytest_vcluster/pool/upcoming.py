@@ -25,6 +25,10 @@ Entry = tuple[str, "VClusterSpec | None"]
 class UpcomingView(Protocol):
     """What the pool asks about the tests to come."""
 
+    def current(self) -> Entry | None:
+        """The test about to run (or running) and its cluster's spec, if any test is."""
+        ...
+
     def wanted(self, limit: int) -> list[tuple[str, VClusterSpec]]:
         """The next ``limit`` tests after the current one whose cluster spec is known."""
         ...
@@ -40,6 +44,9 @@ class ListView:
 
     entries: Sequence[Entry]
     _ids: set[str] | None = field(default=None, repr=False)
+
+    def current(self) -> Entry | None:
+        return self.entries[0] if self.entries else None
 
     def wanted(self, limit: int) -> list[tuple[str, VClusterSpec]]:
         found = [(nodeid, spec) for nodeid, spec in self.entries[1:] if spec is not None]
@@ -97,13 +104,16 @@ class UpcomingItems:
 @dataclass
 class _SequentialView:
     items: UpcomingItems
-    current: int | None
+    at: int | None
+
+    def current(self) -> Entry | None:
+        return None if self.at is None else self.items.entry(self.at)
 
     def wanted(self, limit: int) -> list[tuple[str, VClusterSpec]]:
         found: list[tuple[str, VClusterSpec]] = []
-        if self.current is None:
+        if self.at is None:
             return found
-        position = self.items.next_known(self.current + 1)
+        position = self.items.next_known(self.at + 1)
         while position < len(self.items) and len(found) < limit:
             nodeid, spec = self.items.entry(position)
             if spec is not None:
@@ -113,15 +123,19 @@ class _SequentialView:
 
     def will_run(self, nodeid: str) -> bool:
         position = self.items.position(nodeid)
-        return self.current is not None and position is not None and position >= self.current
+        return self.at is not None and position is not None and position >= self.at
 
 
 @dataclass
 class _QueueView:
     items: UpcomingItems
-    current: str
+    nodeid: str
     pending: Sequence[int]
     _ids: set[str] | None = field(default=None, repr=False)
+
+    def current(self) -> Entry | None:
+        position = self.items.position(self.nodeid)
+        return None if position is None else self.items.entry(position)
 
     def wanted(self, limit: int) -> list[tuple[str, VClusterSpec]]:
         found: list[tuple[str, VClusterSpec]] = []
@@ -136,6 +150,6 @@ class _QueueView:
 
     def will_run(self, nodeid: str) -> bool:
         if self._ids is None:
-            self._ids = {self.current}
+            self._ids = {self.nodeid}
             self._ids.update(self.items.entry(p)[0] for p in self.pending if p < len(self.items))
         return nodeid in self._ids

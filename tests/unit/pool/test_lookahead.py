@@ -5,6 +5,8 @@ failure, on an early stop (``-x``), on a test that no longer needs its cluster, 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -140,7 +142,7 @@ def test_plan_prepares_the_next_tests_not_the_current_one_nor_beyond_lookahead()
 def test_take_gets_the_prepared_cluster_and_setup_does_not_create() -> None:
     manager, schedule = FakeManager(), Schedule()
     pool = pool_with(manager, schedule, lookahead=1)
-    schedule.at(("t0", A), ("t1", A))
+    schedule.at(("t0", None), ("t1", A))
     pool.plan()
     schedule.at(("t1", A))
     taken = pool.take("t1", A, TeardownMode.DELETE)
@@ -157,7 +159,7 @@ def test_concurrent_creates_are_bounded() -> None:
     manager, schedule = FakeManager(), Schedule()
     manager.gate.clear()
     pool = pool_with(manager, schedule, lookahead=4, parallel=1)
-    schedule.at(("t0", A), ("t1", A), ("t2", A), ("t3", A), ("t4", A))
+    schedule.at(("t0", None), ("t1", A), ("t2", A), ("t3", A), ("t4", A))
     pool.plan()
     manager.gate.set()
     for nodeid in ("t1", "t2", "t3", "t4"):
@@ -165,6 +167,66 @@ def test_concurrent_creates_are_bounded() -> None:
     pool.close()
     assert manager.most_running == 1
     assert len(manager.created) == 4
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_test_creating_its_own_cluster_goes_first_and_the_lookahead_follows(
+    parallel: int,
+) -> None:
+    manager, schedule = FakeManager(), Schedule()
+    manager.gate.clear()
+    pool = pool_with(manager, schedule, lookahead=2, parallel=parallel)
+    # The run's first test: nothing was prepared for it, so its setup creates its cluster.
+    schedule.at(("t0", A), ("t1", A), ("t2", A))
+    pool.plan()
+    assert pool.pending == parallel - 1  # its create takes one of the parallel slots
+    taking = threading.Thread(target=pool.take, args=("t0", A, TeardownMode.DELETE))
+    taking.start()
+    wait_until(lambda: manager.running == parallel)
+    assert manager.created[0] == (A.spec_hash, parallel > 1)
+    manager.gate.set()
+    taking.join(5)
+    assert pool.pending == 2  # once it has its cluster, both later tests are prepared for
+    wait_until(lambda: len(manager.created) == 3)
+    schedule.at(("t1", A), ("t2", A))
+    assert pool.take("t1", A, TeardownMode.DELETE).source == "prepared"
+    assert pool.take("t2", A, TeardownMode.DELETE).source == "prepared"
+    pool.close()
+    assert manager.most_running == parallel
+    assert [prepared for _, prepared in manager.created].count(False) == 1
+
+
+def test_what_a_failed_create_of_the_current_test_held_back_is_still_prepared() -> None:
+    manager, schedule = FakeManager(fail={A.spec_hash}), Schedule()
+    pool = pool_with(manager, schedule, lookahead=1, parallel=1)
+    schedule.at(("t0", A), ("t1", B))
+    pool.plan()
+    assert pool.pending == 0
+    with pytest.raises(VClusterError, match="CrashLoop"):
+        pool.take("t0", A, TeardownMode.DELETE)
+    assert pool.pending == 1
+    schedule.at(("t1", B))
+    assert pool.take("t1", B, TeardownMode.DELETE).source == "prepared"
+    pool.close()
+
+
+def test_nothing_is_held_back_when_the_current_test_has_a_cluster_coming() -> None:
+    manager, schedule = FakeManager(), Schedule()
+    pool = pool_with(manager, schedule, lookahead=1, parallel=1)
+    schedule.at(("t0", None), ("t1", A))
+    pool.plan()
+    # t1 now runs and waits for the cluster prepared for it: t2's is prepared meanwhile.
+    schedule.at(("t1", A), ("t2", A))
+    pool.plan()
+    assert pool.pending == 2
+    pool.close()
 
 
 def test_a_failed_preparation_fails_its_test_and_stops_preparing_that_spec() -> None:
@@ -248,7 +310,7 @@ def test_ctrl_c_while_a_test_waits_for_its_prepared_cluster_still_deletes_it() -
     manager, schedule = FakeManager(), Schedule()
     manager.gate.clear()  # the preparation is still starting when the test asks for it
     pool = pool_with(manager, schedule, lookahead=1)
-    schedule.at(("t0", A), ("t1", A))
+    schedule.at(("t0", None), ("t1", A))
     pool.plan()
     future = pool._preparations["t1"].future
 
@@ -274,7 +336,7 @@ def for_test(spec: VClusterSpec, nodeid: str) -> VClusterSpec:
 def test_a_spare_taken_by_another_test_is_annotated_with_that_test() -> None:
     manager, schedule = FakeManager(), Schedule()
     pool = pool_with(manager, schedule, lookahead=1)
-    schedule.at(("t0", for_test(A, "t0")), ("t1", for_test(A, "t1")))
+    schedule.at(("t0", None), ("t1", for_test(A, "t1")))
     pool.plan()
     # t1 will not run here after all (xdist gave it to another worker): t2 takes its cluster.
     schedule.at(("t2", for_test(A, "t2")))
@@ -287,7 +349,7 @@ def test_a_spare_taken_by_another_test_is_annotated_with_that_test() -> None:
 def test_a_cluster_taken_by_the_test_it_was_made_for_is_not_annotated_again() -> None:
     manager, schedule = FakeManager(), Schedule()
     pool = pool_with(manager, schedule, lookahead=1)
-    schedule.at(("t0", for_test(A, "t0")), ("t1", for_test(A, "t1")))
+    schedule.at(("t0", None), ("t1", for_test(A, "t1")))
     pool.plan()
     schedule.at(("t1", for_test(A, "t1")))
     assert pool.take("t1", for_test(A, "t1"), TeardownMode.DELETE).source == "prepared"
@@ -305,7 +367,7 @@ def test_a_prepared_cluster_fails_by_its_tests_teardown_mode() -> None:
         lookahead=1,
         teardown_of=lambda nodeid: modes.get(nodeid, TeardownMode.DELETE),
     )
-    schedule.at(("t0", A), ("t1", A))
+    schedule.at(("t0", None), ("t1", A))
     pool.plan()
     pool.close()
     assert manager.on_error == [TeardownMode.KEEP_ON_FAILURE]
@@ -396,7 +458,7 @@ def test_kept_paused_and_unrecyclable_clusters_are_not_reset(warm: bool) -> None
 def test_a_cluster_being_recycled_replaces_a_create_that_has_not_started() -> None:
     manager, schedule = FakeManager(recyclable=True), Schedule()
     pool = pool_with(manager, schedule, lookahead=2, parallel=1)
-    schedule.at(("t0", R), ("t1", R), ("t2", R))
+    schedule.at(("t0", None), ("t1", R), ("t2", R))
     current = pool.take("t0", R, TeardownMode.DELETE)
     manager.gate.clear()  # the create for t1 blocks the only creator
     pool.plan()  # t1 starts creating, t2 is queued behind it
@@ -465,7 +527,7 @@ def test_with_the_warm_pool_the_last_cluster_of_a_spec_parks_instead_of_being_de
 def test_with_the_warm_pool_clusters_nobody_took_park_as_unused() -> None:
     manager, schedule = FakeManager(recyclable=True, warm=True), Schedule()
     pool = pool_with(manager, schedule, lookahead=2)
-    schedule.at(("t0", R), ("t1", R), ("t2", R))
+    schedule.at(("t0", None), ("t1", R), ("t2", R))
     first = pool.take("t0", R, TeardownMode.DELETE)
     pool.plan()  # t1 and t2 prepared ahead
     pool.release(first.handle, TeardownAction.DELETE)  # recycled for t1 or t2

@@ -28,6 +28,9 @@ def test_sequential_view_skips_tests_without_a_cluster() -> None:
     assert not later.will_run("a")
     assert [nodeid for nodeid, _ in later.wanted(5)] == ["e"]
     assert items.after("unknown").wanted(3) == []
+    assert view.current() == entries[0]
+    assert items.after("b").current() == ("b", None)
+    assert items.after("unknown").current() is None
 
 
 def test_a_long_plain_stretch_costs_one_step() -> None:
@@ -47,6 +50,8 @@ def test_queue_view_follows_the_workers_queue() -> None:
     assert view.will_run("a")
     assert view.will_run("b")
     assert not items.queued("a", [3]).will_run("c")
+    assert view.current() == entries[0]
+    assert items.queued("unknown", [3]).current() is None
 
 
 def test_list_view_keeps_the_pools_old_contract() -> None:
@@ -54,6 +59,8 @@ def test_list_view_keeps_the_pools_old_contract() -> None:
     assert [nodeid for nodeid, _ in view.wanted(5)] == ["c"]
     assert view.will_run("b")
     assert not view.will_run("z")
+    assert view.current() == ("a", spec("a"))
+    assert ListView([]).current() is None
 
 
 class _Queue:
