@@ -2,11 +2,16 @@
 
 Every test this script runs is trivial (``benchmarks/stress_suite/``: take a fresh ``vcluster``,
 list its namespaces, idle 0-1 s), so every failed or errored test, every hung run and every
-namespace left behind is the plugin's fault. Three phases, each skippable with 0:
+namespace left behind is the plugin's fault. Four phases, each skippable with 0:
 
 * ``fresh``: one inner ``pytest -n 2`` run of ``--fresh N`` tests with the plugin's defaults
   (the inner runs get the stack's settings file through ``PYTEST_VCLUSTER_SETTINGS_FILE``,
   ``--vcluster-host-name`` and ``--vcluster-records``, nothing else; lookahead is on);
+* ``warm``: ``--warm N`` inner runs of the fresh suite (``WARM_TESTS`` tests at ``-n 2``), one
+  after another, ``WARM_GAP`` seconds apart, with ``--vcluster-warm-pool=WARM_POOL``: every run
+  after the first must adopt a warm cluster parked by the one before it (a run that adopts none
+  is a failure), and what is left at the end must be warm clusters only, at most the pool's
+  size (they are then deleted, so the next phase starts from an empty host). Off by default;
 * ``cycles``: one inner run without xdist of ``--cycles N`` tests, one create, API call and
   delete each, in a single process (``vcluster_factory`` has no public way to tear a cluster
   down before its test ends, so a cycle is a test);
@@ -15,18 +20,19 @@ namespace left behind is the plugin's fault. Three phases, each skippable with 0
   must pass, and after both end the host must be gone (the last user deletes the host its run
   created).
 
-``fresh`` and ``cycles`` share the kind host ``--host`` (default ``stress-host``), which this
-script creates first (so creating it costs neither phase) and deletes at the end, after counting
-the namespaces labelled ``pytest-vcluster/managed`` still on it. For each phase it reports runs,
-failures (with their error texts), fixture setup p50/p95 (``--durations``), create-to-ready
-p50/p95 (the records file), the ready p95/p50 ratio, namespaces left and wall time, prints them as
-a table and writes them as JSON. It exits 1 when anything failed or was left behind, 2 when it
-could not start. Every inner run's output, junit XML and records stay in a work directory whose
-path it prints first.
+``fresh``, ``warm`` and ``cycles`` share the kind host ``--host`` (default ``stress-host``),
+which this script creates first (so creating it costs no phase) and deletes at the end, after
+counting the namespaces labelled ``pytest-vcluster/managed`` still on it. For each phase it
+reports runs, failures (with their error texts), fixture setup p50/p95 (``--durations``),
+create-to-ready p50/p95 (the records file), the ready p95/p50 ratio, namespaces left and wall
+time, prints them as a table and writes them as JSON. It exits 1 when anything failed or was
+left behind, 2 when it could not start. Every inner run's output, junit XML and records stay in
+a work directory whose path it prints first.
 
     python benchmarks/stress.py                                  # 200 / 200 / 20: hours
     python benchmarks/stress.py --fresh 4 --cycles 2 --races 1   # a smoke run, minutes
     python benchmarks/stress.py --fresh 0 --cycles 0 --races 5   # only the host races
+    python benchmarks/stress.py --fresh 0 --warm 3 --cycles 0 --races 0   # only the warm pool
 
 It needs the offline stack (``bash .ci/stack/up``; ``--stack`` or ``PYTEST_VCLUSTER_STACK``
 name its stack.json) and pytest-xdist.
@@ -66,6 +72,13 @@ RACE_PREFIX = "stress-race-"  # race hosts are named stress-race-<token>-<repeat
 MANAGED_LABEL = "pytest-vcluster/managed"
 WORKERS = 2  # -n of the fresh phase
 FRESH_WORK_SECONDS = 1.0  # the fresh tests idle 0 to this many seconds
+WARM_TESTS = 6  # tests of each run of the warm phase
+WARM_POOL = 4  # --vcluster-warm-pool of the warm phase: two clusters per worker
+#: Seconds between two warm runs: the next run's claim then waits a few seconds for the token
+#: hold (16.5 s after the park), within the plugin's 10 s limit, as a person re-running would.
+WARM_GAP = 8.0
+WARM_STATE = "warm"  # pytest_vcluster.core.labels.WARM_STATE
+STATE_LABEL = "pytest-vcluster/state"
 TOOL_TIMEOUT = 60.0  # kind get, kubectl get
 PROGRESS_INTERVAL = 30.0  # seconds between progress lines during a long inner run
 PROBLEMS_SHOWN = 5  # error texts printed per phase (the JSON has them all)
@@ -774,6 +787,18 @@ class PhaseResult:
         }
 
 
+def outcome_parked(result: PhaseResult, index: int) -> int:
+    """How many clusters run ``index`` of the warm phase parked, by its records."""
+    run = result.details.get(f"run_{index}") or {}
+    return int((run.get("plugin_counts") or {}).get("parked", 0))
+
+
+def split_warm(namespaces: Sequence[dict[str, str]]) -> tuple[list[str], list[dict[str, str]]]:
+    """The warm namespaces' names, and every other namespace."""
+    warm = [ns["name"] for ns in namespaces if ns["state"] == WARM_STATE]
+    return warm, [ns for ns in namespaces if ns["state"] != WARM_STATE]
+
+
 def from_outcome(phase: str, outcome: Outcome) -> PhaseResult:
     """A phase of one inner run."""
     return PhaseResult(
@@ -824,6 +849,33 @@ class Stress:
     def count_namespaces(self, kubeconfig: Path) -> list[dict[str, str]]:
         return managed_namespaces(self.stack.tool("kubectl"), kubeconfig, self.kind.env)
 
+    def settle_warm(
+        self, kubeconfig: Path, found: list[dict[str, str]], result: PhaseResult
+    ) -> list[dict[str, str]]:
+        """Check and delete the warm clusters the warm phase left; the rest, to be counted."""
+        warm, others = split_warm(found)
+        result.details["warm_left"] = len(warm)
+        print(f"  warm: {len(warm)} warm cluster(s) parked at the end, deleting them", flush=True)
+        if len(warm) > WARM_POOL:
+            result.failures += 1
+            result.problems.append(
+                Problem("warm", "leftover", f"{len(warm)} warm clusters, more than the pool's "
+                        f"{WARM_POOL}: {', '.join(warm)}")
+            )  # fmt: skip
+        if warm:
+            done = tool_run(
+                [
+                    self.stack.tool("kubectl"), "--kubeconfig", str(kubeconfig),
+                    "delete", "namespaces", "-l", f"{STATE_LABEL}={WARM_STATE}",
+                    "--wait=true", "--timeout=120s",
+                ],
+                env=self.kind.env,
+                timeout=150.0,
+            )  # fmt: skip
+            if done.returncode != 0:
+                raise StressError(f"deleting the warm namespaces failed: {done.stderr[-500:]}")
+        return others
+
     def suite_phase(self, phase: str, count: int, work_seconds: float, extra: list[str]) -> Outcome:
         host = self.options.host
         launched = self.runner.launch(phase, host, count, work_seconds, extra)
@@ -841,6 +893,41 @@ class Stress:
             "fresh", self.options.fresh, FRESH_WORK_SECONDS,
             ["-n", str(WORKERS)],
         )  # fmt: skip
+
+    def warm(self) -> PhaseResult:
+        """Runs that park warm clusters and adopt the ones the run before them parked."""
+        result = PhaseResult("warm", 0)
+        started = time.monotonic()
+        extra = ["-n", str(WORKERS), f"--vcluster-warm-pool={WARM_POOL}"]
+        adopted: list[int] = []
+        for index in range(1, self.options.warm + 1):
+            if index > 1:
+                time.sleep(WARM_GAP)
+            outcome = self.suite_phase(f"warm-{index}", WARM_TESTS, FRESH_WORK_SECONDS, extra)
+            run = from_outcome("warm", outcome)
+            result.runs += run.runs
+            result.failures += run.failures
+            result.problems += run.problems
+            result.setup += run.setup
+            result.ready += run.ready
+            result.waits += run.waits
+            result.logs += run.logs
+            adopted.append(outcome.plugin_counts.get("adopted", 0))
+            if index > 1 and not adopted[-1]:
+                result.failures += 1
+                result.problems.append(
+                    Problem(f"warm-{index}", "run", "adopted no warm cluster (log: "
+                            f"{outcome.log}); the run before it parked "
+                            f"{outcome_parked(result, index - 1)}")
+                )  # fmt: skip
+            result.details[f"run_{index}"] = {
+                "returncode": outcome.returncode,
+                "passed": outcome.counts.passed,
+                "plugin_counts": outcome.plugin_counts,
+            }
+        result.wall = time.monotonic() - started
+        result.details["adopted"] = adopted
+        return result
 
     def cycles(self) -> Outcome:
         """N create, call, delete cycles in one process: a test each (lookahead at default)."""
@@ -932,6 +1019,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--fresh", type=_count, default=200, help="tests of the fresh phase")
+    parser.add_argument(
+        "--warm", type=_count, default=0, help="runs of the warm phase (default: %(default)s)"
+    )
     parser.add_argument("--cycles", type=_count, default=200, help="cycles of the cycles phase")
     parser.add_argument("--races", type=_count, default=20, help="repeats of the races phase")
     parser.add_argument(
@@ -987,16 +1077,23 @@ def _host_phases(
         print(f"  host {options.host} ready in {host['create_seconds']:.0f}s", flush=True)
         seen: set[str] = set()
         kubeconfig = kind.kubeconfig(options.host)
-        for name, phase in (("fresh", stress.fresh), ("cycles", stress.cycles)):
+        phases: list[tuple[str, Callable[[], PhaseResult]]] = [
+            ("fresh", lambda: from_outcome("fresh", stress.fresh())),
+            ("warm", stress.warm),
+            ("cycles", lambda: from_outcome("cycles", stress.cycles())),
+        ]
+        for name, phase in phases:
             if not getattr(options, name):
                 continue
-            result = from_outcome(name, phase())
+            result = phase()
             results.append(result)
             if not kind.exists(options.host):
                 # The plugin must never delete a host it did not create.
                 result.failures += 1
                 raise StressError(f"the host {options.host} is gone after the {name} phase")
             found = stress.count_namespaces(kubeconfig)
+            if name == "warm":
+                found = stress.settle_warm(kubeconfig, found, result)
             new = [ns for ns in found if ns["name"] not in seen]
             seen |= {ns["name"] for ns in found}
             result.namespaces_left = len(new)
@@ -1030,8 +1127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="pytest-vcluster-stress-"))
     kind = Kind(kind_binary, stack.node_image, stack.env(), work, options.host)
     stress = Stress(options, stack, work, kind, Runner(stack, work))
-    print(f"pytest-vcluster stress: fresh {options.fresh}, cycles {options.cycles}, "
-          f"races {options.races}; work dir (inner logs) {work}", flush=True)  # fmt: skip
+    print(f"pytest-vcluster stress: fresh {options.fresh}, warm {options.warm}, "
+          f"cycles {options.cycles}, races {options.races}; work dir (inner logs) {work}",
+          flush=True)  # fmt: skip
     dropped = dropped_env(dict(os.environ))
     if dropped:
         print(f"inner runs leave out {', '.join(dropped)}: they get the stack's settings only")
@@ -1040,7 +1138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors: dict[str, str] = {}
     host: dict[str, Any] = {}
     try:
-        if options.fresh or options.cycles:
+        if options.fresh or options.warm or options.cycles:
             try:
                 host = _host_phases(stress, results, errors)
             except StressError as exc:

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from pytest_vcluster.core.labels import LABEL_MANAGED
+from pytest_vcluster.core.labels import LABEL_MANAGED, LABEL_STATE, WARM_STATE
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "stress.py"
 
@@ -239,6 +239,22 @@ def test_parse_kind_clusters_and_namespaces() -> None:
 
 def test_managed_label_is_the_plugins() -> None:
     assert stress.MANAGED_LABEL == LABEL_MANAGED
+    assert (stress.STATE_LABEL, stress.WARM_STATE) == (LABEL_STATE, WARM_STATE)
+
+
+def test_warm_namespaces_are_told_apart_and_parks_read_from_a_runs_counts() -> None:
+    found = [
+        {"name": "vc-a", "phase": "Active", "state": "warm"},
+        {"name": "vc-b", "phase": "Active", "state": "running"},
+        {"name": "vc-c", "phase": "Terminating", "state": ""},
+    ]
+    warm, others = stress.split_warm(found)
+    assert warm == ["vc-a"]
+    assert [ns["name"] for ns in others] == ["vc-b", "vc-c"]
+    result = stress.PhaseResult("warm", 12)
+    result.details["run_1"] = {"plugin_counts": {"created": 4, "parked": 3}}
+    assert stress.outcome_parked(result, 1) == 3
+    assert stress.outcome_parked(result, 2) == 0
 
 
 def test_inner_env_keeps_only_the_stacks_settings() -> None:
@@ -375,6 +391,7 @@ def test_problem_lines_are_capped() -> None:
 def test_arguments_default_and_skip_with_zero() -> None:
     options = stress.parse_args([])
     assert (options.fresh, options.cycles, options.races) == (200, 200, 20)
+    assert options.warm == 0  # the warm phase is asked for
     assert options.out == stress.DEFAULT_OUT
     options = stress.parse_args(["--fresh", "0", "--cycles", "0", "--races", "3"])
     assert (options.fresh, options.cycles, options.races) == (0, 0, 3)
