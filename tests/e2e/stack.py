@@ -100,3 +100,52 @@ def load_stack() -> Stack:
         host_kubernetes_version=raw["host_kubernetes_version"],
         plugin_settings_file=path.parent / "pytest-vcluster.yaml",
     )
+
+
+#: Module ``bearer`` for inner test runs (``makepyfile(bearer=BEARER)``): what the API answers a
+#: bearer token, and the ``probe`` ServiceAccount the token checks use.
+BEARER = """
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+
+def answer_as(vcluster, token, call):
+    # (status, body) of call(api) made with token as the bearer.
+    configuration = client.Configuration()
+    configuration.host = vcluster.api_client.configuration.host
+    configuration.ssl_ca_cert = vcluster.api_client.configuration.ssl_ca_cert
+    configuration.api_key = {"authorization": "Bearer " + token}
+    with client.ApiClient(configuration) as api:
+        try:
+            call(api)
+        except ApiException as exc:
+            return exc.status, exc.body
+    return 200, ""
+
+
+def list_status(vcluster, token):
+    return answer_as(
+        vcluster, token, lambda api: client.CoreV1Api(api).list_namespace(_request_timeout=15))
+
+
+def probe_account(namespace):
+    # ServiceAccount probe in namespace (which must exist), bound to cluster-admin.
+    return f'''
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: probe, namespace: {namespace}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: probe-admin}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}
+subjects: [{{kind: ServiceAccount, name: probe, namespace: {namespace}}}]
+'''
+
+
+def probe_token(api, namespace):
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
+    core = client.CoreV1Api(api)
+    return core.create_namespaced_service_account_token("probe", namespace, request).status.token
+"""

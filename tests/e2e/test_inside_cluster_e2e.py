@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from .stack import Stack
+from .stack import BEARER, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -135,6 +135,7 @@ BEHAVIOUR = """
 import copy, json, pathlib, time
 
 import pytest
+from bearer import answer_as
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -169,16 +170,7 @@ def gone(read):
 
 
 def status_as(vcluster, token, call):
-    configuration = client.Configuration()
-    configuration.host = vcluster.api_client.configuration.host
-    configuration.ssl_ca_cert = vcluster.api_client.configuration.ssl_ca_cert
-    configuration.api_key = {"authorization": "Bearer " + token}
-    with client.ApiClient(configuration) as api:
-        try:
-            call(api)
-        except ApiException as exc:
-            return exc.status
-    return 200
+    return answer_as(vcluster, token, call)[0]
 
 
 def pod_spec(command):
@@ -437,6 +429,7 @@ def inner_run(stack: Stack, kind_host: str, tmp_path_factory: pytest.TempPathFac
             facts=str(facts),
         )
     )
+    (directory / "bearer.py").write_text(BEARER)
     (directory / "test_behaviour.py").write_text(
         textwrap.dedent(BEHAVIOUR)
         .replace("@VERSION@", stack.minors[-1])

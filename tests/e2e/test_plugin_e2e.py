@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .stack import Stack
+from .stack import BEARER, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -339,35 +339,10 @@ def test_lookahead_under_xdist_makes_at_most_one_spare_per_worker(scenario: Scen
 
 # -- recycling -------------------------------------------------------------------------------
 
-#: A module both token checks import: the ``probe`` ServiceAccount's token, and what the API
-#: answers a bearer token.
-BEARER = """
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
-def probe_token(api, namespace):
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
-    core = client.CoreV1Api(api)
-    return core.create_namespaced_service_account_token("probe", namespace, request).status.token
-
-def list_status(vcluster, token):
-    configuration = client.Configuration()
-    configuration.host = vcluster.api_client.configuration.host
-    configuration.ssl_ca_cert = vcluster.api_client.configuration.ssl_ca_cert
-    configuration.api_key = {"authorization": "Bearer " + token}
-    with client.ApiClient(configuration) as api:
-        try:
-            client.CoreV1Api(api).list_namespace(_request_timeout=15)
-        except ApiException as exc:
-            return exc.status, exc.body
-    return 200, ""
-"""
-
 RECYCLE_SUITE = """
     import json
 
-    from bearer import list_status, probe_token
+    from bearer import list_status, probe_account, probe_token
     from pytest_vcluster.cluster.inventory import diff, take_inventory
 
     IMAGE = {image!r}
@@ -416,16 +391,6 @@ RECYCLE_SUITE = """
     metadata: {{name: held, namespace: t1, finalizers: [e2e.example.com/hold]}}
     data: {{a: b}}
     ---
-    apiVersion: v1
-    kind: ServiceAccount
-    metadata: {{name: probe, namespace: t1}}
-    ---
-    apiVersion: rbac.authorization.k8s.io/v1
-    kind: ClusterRoleBinding
-    metadata: {{name: probe-admin}}
-    roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}
-    subjects: [{{kind: ServiceAccount, name: probe, namespace: t1}}]
-    ---
     apiVersion: apps/v1
     kind: Deployment
     metadata: {{name: web, namespace: t1}}
@@ -457,6 +422,7 @@ RECYCLE_SUITE = """
 
     def test_leaves_a_mess(vcluster):
         vcluster.apply(MANIFESTS)
+        vcluster.apply(probe_account("t1"))
         vcluster.apply(WEBHOOK)
         vcluster.wait_for("deployment", "web", namespace="t1", timeout=120)
         token = probe_token(vcluster.api_client, "t1")
@@ -571,29 +537,16 @@ def test_a_test_that_changes_the_baseline_makes_the_next_cluster_fresh(
 WARM_SUITE = """
 import pathlib
 from kubernetes import client
-from bearer import list_status, probe_token
+from bearer import list_status, probe_account, probe_token
 
 TOKEN = pathlib.Path({token!r})
-ACCOUNT = '''
-apiVersion: v1
-kind: Namespace
-metadata: {{name: w1}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: probe, namespace: w1}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: probe-admin}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}
-subjects: [{{kind: ServiceAccount, name: probe, namespace: w1}}]
-'''
+NAMESPACE = {{"apiVersion": "v1", "kind": "Namespace", "metadata": {{"name": "w1"}}}}
 
 def test_uses_a_cluster(vcluster):
     core = client.CoreV1Api(vcluster.api_client)
     left = "w1" in [ns.metadata.name for ns in core.list_namespace().items]
-    vcluster.apply(ACCOUNT)
+    vcluster.apply(NAMESPACE)
+    vcluster.apply(probe_account("w1"))
     old = TOKEN.read_text() if TOKEN.exists() else None
     old_status = list_status(vcluster, old)[0] if old else None
     token = probe_token(vcluster.api_client, "w1")
