@@ -412,17 +412,6 @@ class VClusterManager:
         persistent cluster may be paused, and paused ones are resumed, not adopted)."""
         return self.settings.warm_pool > 0 and spec.recycle and not spec.persistent
 
-    def has_warm(self, spec: VClusterSpec) -> bool:
-        """True if a create of ``spec`` would now find a warm cluster to adopt (seconds)
-        rather than start a new one (a hint: another run may claim it first)."""
-        if not self.parks(spec):
-            return False
-        try:
-            return self.warm.count(spec.spec_hash) > 0
-        except VClusterError as exc:
-            log.debug("cannot count warm vclusters: %s", exc)
-            return False
-
     def park(self, handle: VCluster, *, used: bool) -> None:
         """Reset ``handle`` to its baseline, prove it, and leave it running on the host, warm,
         for a later run (or another worker) to adopt; ``used`` says a test had it since its

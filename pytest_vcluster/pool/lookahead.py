@@ -66,8 +66,6 @@ class Manager(Protocol):
 
     def parks(self, spec: VClusterSpec) -> bool: ...
 
-    def has_warm(self, spec: VClusterSpec) -> bool: ...
-
     def park(self, handle: VCluster, *, used: bool) -> None: ...
 
 
@@ -134,7 +132,7 @@ class ClusterPool:
     #: The spec each handed-out cluster was taken for (what :meth:`release` recycles it as).
     _specs: dict[VCluster, VClusterSpec] = field(default_factory=dict)
     _recycles: int = 0
-    #: Preparations :meth:`plan` left for later: the current test was adopting a warm one.
+    #: Preparations :meth:`plan` left for later: the current test was creating its own.
     _held_back: bool = False
 
     def __post_init__(self) -> None:
@@ -161,16 +159,13 @@ class ClusterPool:
         view = as_view(self.upcoming())
         wanted = view.wanted(self.lookahead)
         with self._lock:
-            current = None if current_served else self._creates_own(view)
-        # A test about to adopt a warm cluster waits seconds for it, if the preparations for
-        # the tests after it do not compete for the host's CPU meanwhile: it takes one of the
-        # ``parallel`` slots, and goes first; what it holds back is planned once it has its
-        # cluster (see take). Not for a create: one more create at once gets more done in
-        # the same time, and the tests after it wait less.
-        adopts = current is not None and self.manager.has_warm(current)
-        with self._lock:
+            # A test that must create its own cluster now is waiting, and creates share the
+            # host's CPU: it takes one of the ``parallel`` slots, and goes first. What it
+            # holds back is planned once it has its cluster (see take).
             self._held_back = False
-            slots = self.parallel - 1 if adopts else None
+            slots = None
+            if not current_served and self._creates_own(view):
+                slots = self.parallel - 1
             for nodeid, spec in wanted:
                 existing = self._preparations.get(nodeid)
                 if existing is not None:
@@ -188,18 +183,19 @@ class ClusterPool:
                     continue
                 self._submit(nodeid, spec)
 
-    def _creates_own(self, view: UpcomingView) -> VClusterSpec | None:
-        """The spec of the current test's cluster if nothing here is preparing one for it:
-        its setup creates one (or adopts a warm one) while it waits."""
+    def _creates_own(self, view: UpcomingView) -> bool:
+        """True if the current test needs a cluster that nothing here is preparing: its
+        setup creates one (or adopts a warm one) while it waits."""
         nodeid, spec = view.current() or ("", None)
         if spec is None:
-            return None
+            return False
         own = self._preparations.get(nodeid)
         if own is not None and own.fits(spec):
-            return None
-        if self._ready_for(spec, view.will_run, taker=nodeid) is not None:
-            return None
-        return spec if self._spare_for(spec, view.will_run, taker=nodeid) is None else None
+            return False
+        return (
+            self._ready_for(spec, view.will_run, taker=nodeid) is None
+            and self._spare_for(spec, view.will_run, taker=nodeid) is None
+        )
 
     def _creating(self) -> int:
         """Creates submitted and not finished (a reset is not one)."""

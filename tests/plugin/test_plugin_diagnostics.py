@@ -84,9 +84,6 @@ class FakeManager:
     def parks(self, spec):
         return False
 
-    def has_warm(self, spec):
-        return False
-
 
 @pytest.fixture(scope="session")
 def _vcluster_manager():

@@ -65,9 +65,6 @@ class FakeManager:
     def parks(self, spec):
         return False
 
-    def has_warm(self, spec):
-        return False
-
 
 @pytest.fixture(autouse=True)
 def _preparations_settle(request):

@@ -57,9 +57,6 @@ class FakeManager:
     def parks(self, spec: VClusterSpec) -> bool:
         return False
 
-    def has_warm(self, spec: VClusterSpec) -> bool:
-        return False
-
 
 def make_factory(
     manager: FakeManager, marker: MarkerArgs, extra_values: dict[str, Any] | None = None

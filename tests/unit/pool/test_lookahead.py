@@ -102,9 +102,6 @@ class FakeManager:
     def parks(self, spec: VClusterSpec) -> bool:
         return self.warm and spec.recycle
 
-    def has_warm(self, spec: VClusterSpec) -> bool:
-        return self.parks(spec)
-
     def park(self, handle: VCluster, *, used: bool) -> None:
         self.parked.append((handle.name, used))
 
@@ -180,52 +177,40 @@ def wait_until(condition: Callable[[], bool]) -> None:
 
 
 @pytest.mark.parametrize("parallel", [1, 2])
-def test_a_test_adopting_a_warm_cluster_goes_first_and_the_lookahead_follows(
+def test_a_test_creating_its_own_cluster_goes_first_and_the_lookahead_follows(
     parallel: int,
 ) -> None:
-    manager, schedule = FakeManager(warm=True), Schedule()
+    manager, schedule = FakeManager(), Schedule()
     manager.gate.clear()
     pool = pool_with(manager, schedule, lookahead=2, parallel=parallel)
-    # The run's first test: nothing was prepared for it, and a warm cluster waits on the host.
-    schedule.at(("t0", R), ("t1", R), ("t2", R))
+    # The run's first test: nothing was prepared for it, so its setup creates its cluster.
+    schedule.at(("t0", A), ("t1", A), ("t2", A))
     pool.plan()
-    assert pool.pending == parallel - 1  # its adoption takes one of the parallel slots
-    taking = threading.Thread(target=pool.take, args=("t0", R, TeardownMode.DELETE))
+    assert pool.pending == parallel - 1  # its create takes one of the parallel slots
+    taking = threading.Thread(target=pool.take, args=("t0", A, TeardownMode.DELETE))
     taking.start()
     wait_until(lambda: manager.running == parallel)
-    assert manager.created[0] == (R.spec_hash, parallel > 1)
+    assert manager.created[0] == (A.spec_hash, parallel > 1)
     manager.gate.set()
     taking.join(5)
     assert pool.pending == 2  # once it has its cluster, both later tests are prepared for
     wait_until(lambda: len(manager.created) == 3)
-    schedule.at(("t1", R), ("t2", R))
-    assert pool.take("t1", R, TeardownMode.DELETE).source == "prepared"
-    assert pool.take("t2", R, TeardownMode.DELETE).source == "prepared"
+    schedule.at(("t1", A), ("t2", A))
+    assert pool.take("t1", A, TeardownMode.DELETE).source == "prepared"
+    assert pool.take("t2", A, TeardownMode.DELETE).source == "prepared"
     pool.close()
     assert manager.most_running == parallel
     assert [prepared for _, prepared in manager.created].count(False) == 1
 
 
-def test_a_test_creating_its_own_cluster_does_not_hold_the_lookahead_back() -> None:
-    # No warm cluster: one more create at once gets more done, so the next test waits less.
-    manager, schedule = FakeManager(), Schedule()
-    manager.gate.clear()
-    pool = pool_with(manager, schedule, lookahead=2, parallel=1)
-    schedule.at(("t0", R), ("t1", R), ("t2", R))
-    pool.plan()
-    assert pool.pending == 2
-    manager.gate.set()
-    pool.close()
-
-
-def test_what_a_failed_adoption_held_back_is_still_prepared() -> None:
-    manager, schedule = FakeManager(fail={R.spec_hash}, warm=True), Schedule()
+def test_what_a_failed_create_of_the_current_test_held_back_is_still_prepared() -> None:
+    manager, schedule = FakeManager(fail={A.spec_hash}), Schedule()
     pool = pool_with(manager, schedule, lookahead=1, parallel=1)
-    schedule.at(("t0", R), ("t1", B))
+    schedule.at(("t0", A), ("t1", B))
     pool.plan()
     assert pool.pending == 0
     with pytest.raises(VClusterError, match="CrashLoop"):
-        pool.take("t0", R, TeardownMode.DELETE)
+        pool.take("t0", A, TeardownMode.DELETE)
     assert pool.pending == 1
     schedule.at(("t1", B))
     assert pool.take("t1", B, TeardownMode.DELETE).source == "prepared"
@@ -233,12 +218,12 @@ def test_what_a_failed_adoption_held_back_is_still_prepared() -> None:
 
 
 def test_nothing_is_held_back_when_the_current_test_has_a_cluster_coming() -> None:
-    manager, schedule = FakeManager(warm=True), Schedule()
+    manager, schedule = FakeManager(), Schedule()
     pool = pool_with(manager, schedule, lookahead=1, parallel=1)
-    schedule.at(("t0", None), ("t1", R))
+    schedule.at(("t0", None), ("t1", A))
     pool.plan()
     # t1 now runs and waits for the cluster prepared for it: t2's is prepared meanwhile.
-    schedule.at(("t1", R), ("t2", R))
+    schedule.at(("t1", A), ("t2", A))
     pool.plan()
     assert pool.pending == 2
     pool.close()
