@@ -36,7 +36,12 @@ def _panel_walls(ax: Axes, data: dict[str, Any]) -> str | None:
     if not walls:
         return None
     colors = {"S": "tab:green", "S0": "tab:olive", "Sk": "tab:red", "Sn": "tab:orange"}
-    ax.bar([n for n, _ in walls], [w for _, w in walls], color=[colors[n] for n, _ in walls])
+    colors |= {"Sw1": "tab:cyan", "Sw": "tab:blue"}
+    ax.bar(
+        [n for n, _ in walls],
+        [w for _, w in walls],
+        color=[colors.get(n, "tab:gray") for n, _ in walls],
+    )
     ax.set_ylabel("seconds")
     first = res[walls[0][0]]
     return f"{first['tests']} tests at -n {first['workers']}: wall (s)"
