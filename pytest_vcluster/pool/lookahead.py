@@ -187,15 +187,24 @@ class ClusterPool:
         """True if the current test needs a cluster that nothing here is preparing: its
         setup creates one (or adopts a warm one) while it waits."""
         nodeid, spec = view.current() or ("", None)
-        if spec is None:
-            return False
-        own = self._preparations.get(nodeid)
-        if own is not None and own.fits(spec):
-            return False
-        return (
-            self._ready_for(spec, view.will_run, taker=nodeid) is None
-            and self._spare_for(spec, view.will_run, taker=nodeid) is None
-        )
+        return spec is not None and self._cluster_for(nodeid, spec, view.will_run) is None
+
+    def _cluster_for(
+        self, nodeid: str, spec: VClusterSpec, will_run: Callable[[str], bool]
+    ) -> _Preparation | None:
+        """The preparation :meth:`take` hands to ``nodeid``: its own if ready, else a ready
+        spare (a recycled one), else its own still starting, else a pending spare."""
+        preparation = self._preparations.get(nodeid)
+        if preparation is not None and not preparation.fits(spec):
+            preparation = None
+        if preparation is None or not preparation.ready:
+            # A cluster ready now beats one still starting, even a recycled one planned for a
+            # later test: that test is planned again. Its own preparation, if any, stays as a
+            # spare for a later test.
+            ready = self._ready_for(spec, will_run, taker=nodeid)
+            spare = self._spare_for(spec, will_run, taker=nodeid)
+            preparation = ready or preparation or spare
+        return preparation
 
     def _creating(self) -> int:
         """Creates submitted and not finished (a reset is not one)."""
@@ -283,17 +292,7 @@ class ClusterPool:
         pending spare, or a new one."""
         started = time.monotonic()
         with self._lock:
-            view = as_view(self.upcoming())
-            preparation = self._preparations.get(nodeid)
-            if preparation is not None and not preparation.fits(spec):
-                preparation = None
-            if preparation is None or not preparation.ready:
-                # A cluster ready now beats one still starting, even a recycled one planned
-                # for a later test: that test is planned again. Its own preparation, if any,
-                # stays as a spare for a later test.
-                ready = self._ready_for(spec, view.will_run, taker=nodeid)
-                spare = self._spare_for(spec, view.will_run, taker=nodeid)
-                preparation = ready or preparation or spare
+            preparation = self._cluster_for(nodeid, spec, as_view(self.upcoming()).will_run)
             if preparation is not None:
                 del self._preparations[preparation.nodeid]
         what = f"the vcluster of {nodeid}"
