@@ -214,7 +214,15 @@ def pytest_configure(config: pytest.Config) -> None:
 def _host(config: pytest.Config) -> Host:
     """The host of this run, made on first use: a run without vclusters never loads it."""
     host = config.stash.get(HOST_KEY, None)
-    if host is None:
+    if host is not None:
+        return host
+    # The first use loads the API client and the cluster code (a second or so). A Ctrl-C
+    # in the middle of an import leaves half-made modules behind, and the teardown's own
+    # import of them fails ("cannot import name 'Configuration' from 'kubernetes.client'"),
+    # so the loading finishes first and the interrupt follows.
+    with interrupts.deferred():
+        for module in _CLUSTER_MODULES:
+            importlib.import_module(module)
         from pytest_vcluster.host.acquire import make_host  # noqa: PLC0415 - see TYPE_CHECKING
         from pytest_vcluster.host.locks import default_state_root  # noqa: PLC0415
 
@@ -227,6 +235,17 @@ def _host(config: pytest.Config) -> Host:
             progress=config.stash[PROGRESS_KEY],
         )
     return host
+
+
+#: What a run that uses vclusters imports, all at its first use of the host (see _host).
+_CLUSTER_MODULES = (
+    "pytest_vcluster.host.acquire",
+    "pytest_vcluster.host.images",
+    "pytest_vcluster.cluster.lifecycle",
+    "pytest_vcluster.pool.lookahead",
+    "pytest_vcluster.pool.factory",
+    "pytest_vcluster.diagnostics.bundle",
+)
 
 
 def _take_signals(config: pytest.Config) -> None:
@@ -277,8 +296,10 @@ class _XdistController:
             return
         config.stash[HOLDING_KEY] = True
         try:
-            # The workers hold it too; the controller's lease keeps it between them.
-            _host(config).hold()
+            # The workers hold it too; the controller's lease keeps it between them. A Ctrl-C
+            # now (the first test just started) waits for the hold, which the end releases.
+            with interrupts.deferred():
+                _host(config).hold()
         except HostError as exc:
             config.stash[STATS_KEY].note(f"the xdist controller could not hold the host: {exc}")
 

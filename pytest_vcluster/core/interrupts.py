@@ -8,6 +8,12 @@ teardown runs it is *shielded*: a first signal then only asks pytest to stop aft
 deletion is never cut in half. A second signal stops every wait (:attr:`Interrupts.abandon`)
 and prints what is left on the host and the command that removes it.
 
+Some work must not be cut in half although it is no teardown: loading the plugin's heavy
+modules on first use (a ``KeyboardInterrupt`` in the middle of ``import kubernetes`` leaves a
+half-made module behind, and the teardown's own import of it then fails). Such work runs
+*deferred*: a first signal there stops the run as usual, but its ``KeyboardInterrupt`` is
+raised when the work is done.
+
 Signal handlers belong to the process, so there is one :data:`interrupts` object per process.
 The plugin installs it only once a run sets up its first vcluster fixture, and gives the
 previous handlers back at the end; installs nest (a pytester run inside a run), each uninstall
@@ -42,6 +48,7 @@ class Interrupts:
         self.signal_name: str | None = None
         # Per thread: each thread counts its own nesting, so no two threads race on one count.
         self._shield = threading.local()
+        self._defer = threading.local()
         # One entry per install still in effect: the handlers and callbacks it replaced.
         self._installs: list[
             tuple[dict[int, object], Callable[[str], None], Callable[[], list[str]]]
@@ -56,6 +63,7 @@ class Interrupts:
         self.abandon.clear()
         self.signal_name = None
         self._shield = threading.local()
+        self._defer = threading.local()
 
     def install(
         self,
@@ -112,6 +120,20 @@ class Interrupts:
         finally:
             shield.depth -= 1
 
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Run work that a first signal must not cut in half, then raise its
+        ``KeyboardInterrupt`` (main thread only, like :meth:`shielded`)."""
+        defer = self._defer
+        defer.depth = getattr(defer, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            defer.depth -= 1
+            if not defer.depth and getattr(defer, "owed", False):
+                defer.owed = False
+                raise KeyboardInterrupt  # also in place of the work's own error: Ctrl-C wins
+
     @property
     def _shielded_now(self) -> bool:
         # The handler runs in the main thread, so this reads the main thread's own depth.
@@ -129,6 +151,9 @@ class Interrupts:
                     f"\npytest-vcluster: {name}: finishing the teardown of this run's vclusters "
                     f"(send {name} again to stop waiting)\n"
                 )
+                return
+            if getattr(self._defer, "depth", 0):
+                self._defer.owed = True
                 return
             raise KeyboardInterrupt
         if not self.abandon.is_set():

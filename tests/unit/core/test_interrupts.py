@@ -7,11 +7,15 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from pytest_vcluster.core.interrupts import Interrupts
+from pytest_vcluster import plugin
+from pytest_vcluster.core.interrupts import Interrupts, interrupts
+from pytest_vcluster.core.progress import Progress
 from pytest_vcluster.core.waits import Deadline
+from pytest_vcluster.host import acquire
 from pytest_vcluster.pool.xdist_workers import finished, leftover_hint, stop_and_wait
 from pytest_vcluster.settings.config import Settings
 
@@ -78,6 +82,105 @@ def test_the_main_threads_own_shield_still_holds() -> None:
     with handler.shielded():
         handler._handle(signal.SIGINT, None)
     assert "finishing the teardown" in written[0]
+
+
+def test_a_first_signal_in_deferred_work_is_raised_when_the_work_is_done() -> None:
+    # CI: a Ctrl-C while the xdist controller imported the API client (at the first test's
+    # report) left a half-made kubernetes.client; the controller's teardown then failed.
+    stopped: list[str] = []
+    handler = handler_writing_to([])
+    handler._stop_run = stopped.append
+    done: list[str] = []
+
+    def nested_work() -> None:
+        with handler.deferred():
+            with handler.deferred():
+                handler._handle(signal.SIGINT, None)
+                done.append("inner")
+            done.append("outer")
+
+    with pytest.raises(KeyboardInterrupt):
+        nested_work()
+    assert done == ["inner", "outer"]
+    assert handler.cancel.is_set()
+    assert stopped == ["pytest-vcluster: SIGINT"]
+    # Owed once: the next deferred work runs undisturbed.
+    with handler.deferred():
+        done.append("later")
+    assert done[-1] == "later"
+
+
+def test_deferred_work_without_a_signal_raises_nothing() -> None:
+    handler = handler_writing_to([])
+    with handler.deferred():
+        pass
+    assert not handler.cancel.is_set()
+
+
+def test_the_signal_wins_over_the_deferred_works_own_error() -> None:
+    handler = handler_writing_to([])
+
+    def failing_work() -> None:
+        with handler.deferred():
+            handler._handle(signal.SIGINT, None)
+            raise OSError("lease file gone")
+
+    with pytest.raises(KeyboardInterrupt) as raised:
+        failing_work()
+    assert isinstance(raised.value.__context__, OSError)
+
+
+def test_a_second_signal_cuts_deferred_work_at_once() -> None:
+    written: list[str] = []
+    handler = handler_writing_to(written)
+    done: list[str] = []
+
+    def work_signalled_twice() -> None:
+        with handler.deferred():
+            handler._handle(signal.SIGINT, None)
+            handler._handle(signal.SIGINT, None)
+            done.append("after the second signal")
+
+    with pytest.raises(KeyboardInterrupt):
+        work_signalled_twice()
+    assert done == []
+    assert handler.abandon.is_set()
+    assert "SIGINT again" in written[0]
+
+
+def test_a_shield_inside_deferred_work_keeps_its_meaning() -> None:
+    # A teardown is never followed by a KeyboardInterrupt of its own: pytest stops after it.
+    written: list[str] = []
+    handler = handler_writing_to(written)
+    with handler.deferred(), handler.shielded():
+        handler._handle(signal.SIGINT, None)
+    assert "finishing the teardown" in written[0]
+
+
+def test_a_ctrl_c_while_the_plugin_loads_comes_after_the_loading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[object] = []
+
+    def make_host_while_signalled(*args: object, **kwargs: object) -> object:
+        interrupts._handle(signal.SIGINT, None)
+        made.append(object())
+        return made[-1]
+
+    monkeypatch.setattr(acquire, "make_host", make_host_while_signalled)
+    monkeypatch.setattr(interrupts, "_stop_run", lambda reason: None)
+    config = SimpleNamespace(stash=pytest.Stash())
+    config.stash[plugin.SETTINGS_KEY] = Settings()
+    config.stash[plugin.RUN_ID_KEY] = "run"
+    config.stash[plugin.PROGRESS_KEY] = Progress(None)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            plugin._host(config)  # type: ignore[arg-type]
+        # The host was made: the teardown finds it and releases it, no import left to fail.
+        assert plugin._host(config) is made[0]  # type: ignore[arg-type]
+        assert interrupts.interrupted
+    finally:
+        interrupts.reset()
 
 
 @dataclass
