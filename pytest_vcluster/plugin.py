@@ -21,6 +21,7 @@ import itertools
 import os
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -224,17 +225,22 @@ def _host(config: pytest.Config) -> Host:
         for module in _CLUSTER_MODULES:
             importlib.import_module(module)
         from pytest_vcluster.host.acquire import make_host  # noqa: PLC0415 - see TYPE_CHECKING
-        from pytest_vcluster.host.locks import default_state_root  # noqa: PLC0415
 
         settings = config.stash[SETTINGS_KEY]
         host = config.stash[HOST_KEY] = make_host(
             settings,
-            state_root=settings.state_dir or default_state_root(os.environ),
+            state_root=_state_root(settings),
             run_id=_run_id(config),
             worker=_worker_id(config),
             progress=config.stash[PROGRESS_KEY],
         )
     return host
+
+
+def _state_root(settings: Settings) -> Path:
+    from pytest_vcluster.host.locks import default_state_root  # noqa: PLC0415 - see _host
+
+    return settings.state_dir or default_state_root(os.environ)
 
 
 #: What a run that uses vclusters imports, all at its first use of the host (see _host).
@@ -788,9 +794,11 @@ def _vcluster_manager(
     vcluster_host: HostInfo,
 ) -> Iterator[VClusterManager]:
     from pytest_vcluster.cluster.lifecycle import VClusterManager  # noqa: PLC0415
+    from pytest_vcluster.cluster.seed import SeedStore  # noqa: PLC0415
 
     workdir = tmp_path_factory.mktemp("vcluster")
     workdir.chmod(0o700)
+    seeds = vcluster_settings.seeded_store
     manager = VClusterManager(
         settings=vcluster_settings,
         host=vcluster_host,
@@ -798,6 +806,7 @@ def _vcluster_manager(
         worker=_worker_id(pytestconfig),
         workdir=workdir,
         stats=pytestconfig.stash[STATS_KEY],
+        seeds=SeedStore(_state_root(vcluster_settings) / "seeds") if seeds else None,
     )
     managers = pytestconfig.stash[MANAGERS_KEY]
     managers.append(manager)

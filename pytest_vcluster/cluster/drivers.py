@@ -22,6 +22,7 @@ from kubernetes import client
 from pytest_vcluster.cluster.chart import ChartRenderer
 from pytest_vcluster.cluster.host_objects import CreatedObject, ObjectApplier
 from pytest_vcluster.cluster.pki import KeyStock, certs_secret, premade_certs_apply
+from pytest_vcluster.cluster.seed import SeedError, seed_secret, seeded_objects
 from pytest_vcluster.core.commands import CommandRunner, find_tool
 from pytest_vcluster.core.errors import VClusterError
 from pytest_vcluster.core.files import write_private
@@ -47,7 +48,10 @@ class ObjectDriver(Protocol):
         labels: Mapping[str, str],
         directory: Path,
         deadline: Deadline,
-    ) -> None: ...
+        seed: bytes | None = None,
+    ) -> bool:
+        """Create the cluster's objects; True if its control plane starts from ``seed``."""
+        ...
 
     def delete_objects(self, name: str, namespace: str, deadline: Deadline) -> None: ...
 
@@ -80,19 +84,30 @@ class ApiDriver:
         labels: Mapping[str, str],
         directory: Path,
         deadline: Deadline,
-    ) -> None:
-        """Render and create every object of the chart for this cluster."""
+        seed: bytes | None = None,
+    ) -> bool:
+        """Render and create every object of the chart for this cluster; with ``seed``, its
+        control plane starts from that store (:mod:`~pytest_vcluster.cluster.seed`)."""
         del deadline  # rendering and creating are bounded by their own timeouts
         objects = self.renderer.render(name, namespace, spec.values, directory)
+        if seed is not None:
+            try:
+                objects = seeded_objects(name, objects)
+            except SeedError as exc:
+                log.warning("vcluster %s starts without its seed: %s", name, exc)
+                seed = None
         premade = self._premade_certs(name, spec)
         if premade is not None:
             # Before the control plane's pod exists: its syncer reads the secret at start.
             self.applier.create(premade, namespace, labels)
+        if seed is not None:
+            self.applier.create(seed_secret(name, seed), namespace, labels)
         for obj in objects:
             created = self.applier.create(obj, namespace, labels)
             if created.namespace is None:
                 with self._lock:
                     self._cluster_scoped.setdefault(name, []).append(created)
+        return seed is not None
 
     def _premade_certs(self, name: str, spec: VClusterSpec) -> dict[str, Any] | None:
         """Secret ``NAME-certs`` signed with a key set nobody else got, when one is ready and
@@ -188,9 +203,12 @@ class CliDriver:
         labels: Mapping[str, str],
         directory: Path,
         deadline: Deadline,
-    ) -> None:
+        seed: bytes | None = None,
+    ) -> bool:
         """``vcluster create`` into the namespace (returns before the cluster is ready)."""
-        del labels  # the CLI labels its own objects; the namespace carries ours
+        # The CLI labels its own objects (the namespace carries ours) and renders the chart
+        # itself, so it has no control plane to give a seed to.
+        del labels, seed
         values_file = write_private(directory / "values.yaml", yaml.safe_dump(dict(spec.values)))
         args = [
             "create", name, "--connect=false", "--create-namespace=false", "--add=false",
@@ -206,6 +224,7 @@ class CliDriver:
         if self.settings.chart_version:
             args += ["--chart-version", self.settings.chart_version]
         self.run(args, namespace, timeout=max(deadline.remaining, 60))
+        return False
 
     def deletable_elsewhere(self, name: str) -> bool:
         """``vcluster delete`` finds what the release made by its name."""

@@ -54,6 +54,8 @@ class VCluster:
         warm: True when an earlier run (or another worker) parked this cluster warm and it
             was adopted for the current test (``--vcluster-warm-pool``); it is then also
             ``recycled``. Recycled again within the run for a later test, it is not ``warm``.
+        seeded: True when the control plane started from a seed, the cleaned store of an
+            earlier cluster of the same spec (``--vcluster-seeded-store``).
     """
 
     name: str
@@ -72,6 +74,7 @@ class VCluster:
     recycled: bool = False
     tests_before: int = 0
     warm: bool = False
+    seeded: bool = False
     #: The inventory of the cluster when it first became Ready (None: it is never recycled).
     _baseline: Baseline | None = field(default=None, repr=False)
     #: Set once the cluster was paused: its control plane restarted, so it is never recycled.

@@ -29,6 +29,7 @@ from pytest_vcluster.cluster.inventory import Inventory
 from pytest_vcluster.cluster.lifecycle import TeardownAction, VClusterManager
 from pytest_vcluster.cluster.recycling import Baseline, RecycleResult
 from pytest_vcluster.cluster.reset import HostBaseline
+from pytest_vcluster.cluster.seed import SeedError, SeedStore
 from pytest_vcluster.cluster.warm import WarmClaim
 from pytest_vcluster.core.commands import CommandRunner
 from pytest_vcluster.core.errors import (
@@ -77,10 +78,12 @@ class FakeDriver:
         labels: Mapping[str, str],
         directory: Path,
         deadline: Deadline,
-    ) -> None:
-        self.done.append(f"objects {name}")
+        seed: bytes | None = None,
+    ) -> bool:
+        self.done.append(f"objects {name}" + (" seeded" if seed is not None else ""))
         if self.fail:
             raise VClusterError("cannot create StatefulSet: 422 Invalid")
+        return seed is not None
 
     def delete_objects(self, name: str, namespace: str, deadline: Deadline) -> None:
         self.done.append(f"delete objects {name}")
@@ -164,6 +167,63 @@ def test_create_makes_namespace_then_objects_then_connects(
     assert record["event"] == "created"
     assert [phase for phase, _ in record["phases"]] == ["objects"]
     assert handle.ready_seconds >= 0
+
+
+def seeding(manager: VClusterManager, monkeypatch: pytest.MonkeyPatch, done: list[str]) -> None:
+    """Turn on the seeded store; copying a store out of a cluster is recorded in ``done``."""
+    manager.seeds = SeedStore(manager.workdir / "seeds")
+
+    def capture(core: object, name: str, namespace: str) -> tuple[bytes, bytes | None]:
+        done.append(f"capture {name}")
+        return b"store of " + name.encode(), None
+
+    monkeypatch.setattr(VClusterManager, "_host_core", property(lambda self: object()))
+    monkeypatch.setattr(lifecycle, "capture_store", capture)
+    monkeypatch.setattr(lifecycle, "make_seed", lambda store, wal: b"seed from " + store)
+
+
+def test_the_first_new_cluster_of_a_spec_leaves_the_seed_the_next_start_from(
+    manager: VClusterManager, monkeypatch: pytest.MonkeyPatch, done: list[str]
+) -> None:
+    seeding(manager, monkeypatch, done)
+    ephemeral = spec(manager.settings, persistent=False)
+    first = manager.create(ephemeral, teardown_on_error=TeardownMode.DELETE)
+    second = manager.create(ephemeral, teardown_on_error=TeardownMode.DELETE)
+    assert done == [
+        f"namespace {first.name}", f"objects {first.name}", f"connect {first.name}",
+        f"capture {first.name}",
+        f"namespace {second.name}", f"objects {second.name} seeded", f"connect {second.name}",
+    ]  # fmt: skip
+    assert (first.seeded, second.seeded) == (False, True)
+    records = manager.stats.clusters
+    assert [record["seeded"] for record in records] == [False, True]
+    # The copy is a phase of the first create: its wait was longer than the others'.
+    assert [phase for phase, _ in records[0]["phases"]] == ["objects", "seed"]
+    [seed] = (manager.workdir / "seeds").iterdir()
+    assert seed.read_bytes() == f"seed from store of {first.name}".encode()
+    assert seed.name.startswith(ephemeral.spec_hash)
+
+
+def test_no_seed_for_a_persistent_store_or_when_the_copy_fails(
+    manager: VClusterManager,
+    monkeypatch: pytest.MonkeyPatch,
+    done: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seeding(manager, monkeypatch, done)
+    persistent = manager.create(spec(manager.settings), teardown_on_error=TeardownMode.DELETE)
+    assert f"capture {persistent.name}" not in done
+
+    def torn(store: bytes, wal: bytes | None) -> bytes:
+        raise SeedError("the copied store failed SQLite's integrity check")
+
+    monkeypatch.setattr(lifecycle, "make_seed", torn)
+    ephemeral = spec(manager.settings, persistent=False)
+    first = manager.create(ephemeral, teardown_on_error=TeardownMode.DELETE)
+    second = manager.create(ephemeral, teardown_on_error=TeardownMode.DELETE)
+    assert "integrity check" in caplog.text
+    assert (first.seeded, second.seeded) == (False, False)
+    assert f"capture {second.name}" in done  # the next fresh cluster tries again
 
 
 @pytest.mark.parametrize(
