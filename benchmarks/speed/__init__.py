@@ -8,6 +8,8 @@ One command measures, in one run and on the same machine:
   phase breakdown (median of ``--repeat-c``, lookahead off so each create is alone);
 * C0: the same for the newest version as it was before the speed work (the vcluster CLI and the
   chart's own values);
+* Cs: C for the newest version with ``--vcluster-seeded-store`` and a state directory of its
+  own: the first create makes the seed and is left out, the others start from it;
 * L: C for the newest version with each fast-start lever switched off alone (the controllers
   acting as the admin, the certificates made ahead), next to C with all of them, the first
   create of each run left out (it may come before the first premade key set);
@@ -28,12 +30,12 @@ One command measures, in one run and on the same machine:
   at the worker's first test (its creation counts in Sn) and deleted at its end, plugin off;
 * D: how many idle Ready vclusters the host holds, and host memory per idle vcluster;
 
-then prints a table with the ratios C/K, R/C, S/Sk and S/Sn and the setup and reset figures of
-S next to their targets, and writes it as ``speed.json`` and ``speed.png`` (the chart needs
-matplotlib: ``pip install -e '.[bench]'``).
+then prints a table with the ratios C/K (also for Cs), R/C, S/Sk and S/Sn and the setup and
+reset figures of S next to their targets, and writes it as ``speed.json`` and ``speed.png``
+(the chart needs matplotlib: ``pip install -e '.[bench]'``).
 
 The tests it runs live in ``benchmarks/suite/``; each measurement is one inner pytest run in a
-temporary copy of that directory. C0, C, R, S, S0 and D share one kind host, ``speed-host``,
+temporary copy of that directory. C0, C, Cs, R, S, S0 and D share one kind host, ``speed-host``,
 which this benchmark creates after K, Sk and Sn (so its creation counts in none of them and its
 idle load slows none of the baselines) and deletes at the end. Figures are judged here, never by
 timed asserts. Run it from the repository root:
@@ -54,6 +56,6 @@ timed asserts. Run it from the repository root:
 #   memory    docker's memory figures, and a sampler reading the host's during S
 #   suite     one inner pytest run of a temporary copy of benchmarks/suite
 #   report    targets, verdicts, the printed table and how figures are shown
-#   measure   the measurements K, C0, C, R, S, S0, Sw, Sk, Sn and D
+#   measure   the measurements K, C0, C, Cs, R, S, S0, Sw, Sk, Sn and D
 #   chart     speed.png
 #   cli       options, the order of the measurements, speed.json

@@ -24,8 +24,8 @@ from .measure import Bench
 from .report import TARGETS, table, verdicts
 from .stack import BENCHMARKS, HOST, REPO, BenchError, Stack
 
-PHASES = ("K", "C0", "C", "L", "R", "S", "S0", "Sw", "Sk", "Sn", "D")
-NEEDS_HOST = ("C0", "C", "L", "R", "S", "S0", "Sw", "D")
+PHASES = ("K", "C0", "C", "Cs", "L", "R", "S", "S0", "Sw", "Sk", "Sn", "D")
+NEEDS_HOST = ("C0", "C", "Cs", "L", "R", "S", "S0", "Sw", "D")
 
 
 def _phase_list(text: str) -> list[str]:
@@ -170,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("Sn", bench.measure_sn),
         ("C0", bench.measure_c0),
         ("C", bench.measure_c),
+        ("Cs", bench.measure_cs),
         ("L", bench.measure_l),
         ("R", bench.measure_r),
         ("S", bench.measure_s),

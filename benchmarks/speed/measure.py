@@ -1,4 +1,4 @@
-"""The measurements K, C0, C, R, S, S0, Sk, Sn and D of one benchmark run, and what each found."""
+"""The measurements K, C0, C, Cs, R, S, S0, Sk, Sn and D of one benchmark run, and their figures."""
 
 from __future__ import annotations
 
@@ -149,6 +149,19 @@ class Bench:
             if base is not None and figure["median"] is not None:
                 figure["saves"] = round(figure["median"] - base, 3)
         self.results["L"] = {"version": version, "variants": figures}
+
+    def measure_cs(self) -> None:
+        """C with ``--vcluster-seeded-store``: creates that start from the seed the run's first
+        create leaves (that first one is left out: it makes the seed)."""
+        if not self.suite.features["seeded"]:
+            raise BenchError("this plugin version has no --vcluster-seeded-store")
+        seeded = [
+            "--vcluster-seeded-store=true",
+            # Seeds of its own: never one an earlier version of the plugin left.
+            f"--vcluster-state-dir={self.work / 'seeded-state'}",
+        ]
+        figures = self._creates(f"Cs-{self.primary}", self.primary, seeded, first_left_out=True)
+        self.results["Cs"] = {"version": self.primary, **figures}
 
     def measure_c0(self) -> None:
         """C as it was before the speed work: the vcluster CLI and the chart's own values."""

@@ -47,6 +47,9 @@ def verdicts(results: dict[str, Any], primary: str) -> list[dict[str, Any]]:
     rows: list[tuple[str, str, float | None]] = [
         (f"C/K {v}", "C/K", ratio(c[v].get("median"), k)) for v in sorted(c, key=version_key)
     ]
+    cs = results.get("Cs") or {}
+    if cs:
+        rows.append((f"C/K {cs['version']}, seeded (Cs)", "C/K", ratio(cs.get("median"), k)))
     r = results.get("R") or {}
     rows.append(
         (
@@ -101,6 +104,13 @@ def _figure_lines(res: dict[str, Any]) -> list[str]:
             f"C0  the same before: CLI, chart values, {c0['version']} (n={len(c0['samples'])})",
             sec(c0["median"]),
             f"{c0['source']}; wall {sec(c0['wall_median'])}",
+        )
+    cs = res.get("Cs") or {}
+    if cs:
+        row(
+            f"Cs  the same from a seed, {cs['version']} (n={len(cs['samples'])})",
+            sec(cs["median"]),
+            f"{cs['source']}; wall {sec(cs['wall_median'])}",
         )
     levers = res.get("L") or {}
     for label, figure in (levers.get("variants") or {}).items():

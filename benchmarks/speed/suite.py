@@ -43,6 +43,7 @@ class Suite:
             "lookahead": "--vcluster-lookahead" in done.output,
             "recycle": "--vcluster-recycle" in done.output,
             "warm": "--vcluster-warm-pool" in done.output,
+            "seeded": "--vcluster-seeded-store" in done.output,
         }
 
     def run(

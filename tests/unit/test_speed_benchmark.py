@@ -189,3 +189,21 @@ def test_the_warm_pool_run_is_judged_on_its_setup_waits_next_to_s() -> None:
                          "errors": {}})  # fmt: skip
     assert "Sw  24 tests, -n 2, vcluster, warm pool, run 2 (adopts)" in text
     assert "Sw/Sn (a second run, warm pool), for info" in text
+
+
+def test_a_seeded_create_is_judged_against_kind_like_any_create() -> None:
+    results = {
+        "K": {"samples": [12.0], "median": 12.0},
+        "C": {"1.36": {"median": 10.0, "samples": [10.0], "source": "records",
+                       "wall_median": 10.2, "phases": []}},
+        "Cs": {"version": "1.36", "median": 8.4, "samples": [8.4, 8.1], "source": "records",
+               "wall_median": 8.6, "phases": []},
+    }  # fmt: skip
+    found = {v["name"]: (v["value"], v["met"]) for v in report.verdicts(results, "1.36")}
+    assert found["C/K 1.36"] == (pytest.approx(0.83, abs=0.01), False)
+    assert found["C/K 1.36, seeded (Cs)"] == (pytest.approx(0.70, abs=0.01), True)
+    text = report.table({"results": results, "verdicts": [], "errors": {}})
+    [line] = [line for line in text.splitlines() if line.lstrip().startswith("Cs ")]
+    assert "from a seed, 1.36 (n=2)" in line
+    assert "8.4s" in line
+    assert cli.parse_args(["--only", "cs", "--stack", "s.json"]).only == ["Cs"]
