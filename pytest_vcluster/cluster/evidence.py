@@ -44,11 +44,16 @@ READ_TIMEOUT = 10.0
 MAX_CONTAINERS = 4
 #: Lines of each log shown at the end of the error message.
 MESSAGE_LINES = 12
-#: What a container says when it could not reach the host's API for a moment.
+#: What a container says when it could not reach the host's API for a moment, or lost a race
+#: a new start does not meet again.
 _TRANSIENT = re.compile(
     r"connection refused|i/o timeout|TLS handshake timeout|context deadline exceeded"
     r"|connection reset by peer|no route to host|the server is currently unable to handle"
-    r"|etcdserver: request timed out|Client\.Timeout exceeded|http2: client connection lost",
+    r"|etcdserver: request timed out|Client\.Timeout exceeded|http2: client connection lost"
+    # vcluster's syncer replaces the virtual default/kubernetes Service (delete, then create
+    # with the host's IP) while the API server's reconciler makes a missing one every 10 s: when
+    # it does so in between, the syncer exits on "already exists". A new start does not meet it.
+    r"|sync kubernetes service: .*already exists",
     re.IGNORECASE,
 )
 _ATTRIBUTE = "container_logs"
@@ -164,7 +169,8 @@ def attached(error: BaseException | None) -> list[ContainerLog]:
 
 
 def is_transient(error: VClusterError, logs: Sequence[ContainerLog]) -> bool:
-    """True for a crash caused by the host's API being out of reach for a moment.
+    """True for a crash caused by the host's API being out of reach for a moment, or by
+    vcluster's own race over the ``kubernetes`` Service (see ``_TRANSIENT``).
 
     Only crashes count (image pulls, unschedulable pods and timeouts do not), and only when
     the crashed container's own words say it could not reach an API.

@@ -51,7 +51,13 @@ from pytest_vcluster.cluster.recycling import (
     reset_to_baseline,
     take_baseline,
 )
-from pytest_vcluster.cluster.seed import SeedStore, capture_store, make_seed, seed_applies
+from pytest_vcluster.cluster.seed import (
+    SEED_FORMAT,
+    SeedStore,
+    capture_store,
+    make_seed,
+    seed_applies,
+)
 from pytest_vcluster.cluster.warm import WarmClaim, WarmClusters
 from pytest_vcluster.core.api import API_TIMEOUT
 from pytest_vcluster.core.commands import CommandRunner
@@ -344,7 +350,7 @@ class VClusterManager:
 
     def _seed_key(self, spec: VClusterSpec) -> str:
         # The host too: a seed holds nothing of it, but another host may serve other images.
-        return f"{spec.spec_hash}-{short_hash(self.host.cli_flags(), 8)}"
+        return f"{spec.spec_hash}-{short_hash(self.host.cli_flags(), 8)}-v{SEED_FORMAT}"
 
     def _seed_for(self, spec: VClusterSpec) -> bytes | None:
         seeds = self._seeds_for(spec)

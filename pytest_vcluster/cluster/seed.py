@@ -54,6 +54,8 @@ from pytest_vcluster.core.labels import control_plane_selector
 
 __all__ = [
     "INSTANCE_KEYS",
+    "MAX_SEED_BYTES",
+    "SEED_FORMAT",
     "SeedError",
     "SeedStore",
     "capture_store",
@@ -61,9 +63,13 @@ __all__ = [
     "seed_applies",
     "seed_secret",
     "seeded_objects",
+    "store_copy",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Part of every seed's name: a plugin that cleans stores differently never uses older seeds.
+SEED_FORMAT = 1
 
 #: kine keys (SQL ``LIKE`` patterns) of objects that belong to one cluster (module docstring).
 INSTANCE_KEYS: tuple[str, ...] = (
@@ -103,6 +109,9 @@ _SEED_MOUNT = "/pytest-vcluster-seed"
 _INIT_CONTAINER = "kubernetes"
 _DATA_VOLUME = "data"
 _CAPTURE_TIMEOUT = 30.0
+_CAPTURE_ATTEMPTS = 3
+#: A seed travels in a Secret (at most 1 MiB), base64-encoded: 4 bytes for every 3.
+MAX_SEED_BYTES = 700 * 1024
 
 
 class SeedError(VClusterError):
@@ -164,7 +173,13 @@ def make_seed(store: bytes, wal: bytes | None = None) -> bytes:
             raise SeedError(f"the copied store is not a usable kine database: {exc}") from exc
         finally:
             connection.close()
-        return path.read_bytes()
+        seed = path.read_bytes()
+    if len(seed) > MAX_SEED_BYTES:
+        raise SeedError(
+            f"the seed would be {len(seed) // 1024} kB, more than a Secret holds "
+            f"({MAX_SEED_BYTES // 1024} kB before encoding): these values deploy too much"
+        )
+    return seed
 
 
 def _clean(connection: sqlite3.Connection) -> None:
@@ -208,22 +223,40 @@ def _clean(connection: sqlite3.Connection) -> None:
 def capture_store(
     core: client.CoreV1Api, name: str, namespace: str, timeout: float = _CAPTURE_TIMEOUT
 ) -> tuple[bytes, bytes | None]:
-    """The store and write-ahead log of cluster ``name``, read from its running control plane
-    with ``tar`` (one process reads both, in the order SQLite needs them)."""
+    """The store and write-ahead log of cluster ``name``, read from its running control plane.
+
+    One ``tar`` reads the store, its log, and the store again: kine writes the log back into
+    the store now and then (a checkpoint), and a store read before that with a log read after
+    it is no consistent copy. When both reads of the store match, the pair is one; else the
+    copy is taken again (at most :data:`_CAPTURE_ATTEMPTS` times).
+    """
     pods = core.list_namespaced_pod(namespace, label_selector=control_plane_selector(name)).items
     running = [pod for pod in pods if pod.status and pod.status.phase == "Running"]
     if not running:
         raise SeedError(f"no running control-plane pod of {name} in {namespace} to copy from")
     first: Any = running[0]  # a running pod has its name and containers
     pod, container = first.metadata.name, first.spec.containers[0].name
-    files = [STORE_FILE, f"{STORE_FILE}-wal"]
-    started = time.monotonic()
+    deadline = time.monotonic() + timeout
+    for _ in range(_CAPTURE_ATTEMPTS):
+        copied, said = _tar(core, pod, namespace, container, deadline=deadline, name=name)
+        found = store_copy(copied, name, said)
+        if found is not None:
+            return found
+    raise SeedError(
+        f"the store of {name} was written back {_CAPTURE_ATTEMPTS} times while it was copied"
+    )
+
+
+def _tar(
+    core: client.CoreV1Api, pod: str, namespace: str, container: str, *, deadline: float, name: str
+) -> tuple[bytes, str]:
+    """``tar`` of the store, its log and the store again: the archive and what tar said."""
     response = stream(
         core.connect_get_namespaced_pod_exec,
         pod,
         namespace,
         container=container,
-        command=["tar", "-c", "-C", STORE_DIR, *files],
+        command=["tar", "-c", "-C", STORE_DIR, STORE_FILE, f"{STORE_FILE}-wal", STORE_FILE],
         stdout=True,
         stderr=True,
         stdin=False,
@@ -235,28 +268,39 @@ def capture_store(
     errors = io.BytesIO()
     try:
         while response.is_open():
-            if time.monotonic() - started > timeout:
-                raise SeedError(f"copying the store of {name} took over {timeout:.0f}s")
+            if time.monotonic() > deadline:
+                raise SeedError(f"copying the store of {name} took over {_CAPTURE_TIMEOUT:.0f}s")
             response.update(timeout=1)
             output.write(response.read_stdout())
             errors.write(response.read_stderr())
         output.write(response.read_stdout())
     finally:
         response.close()
-    found: dict[str, bytes] = {}
+    return output.getvalue(), errors.getvalue().decode(errors="replace").strip()
+
+
+def store_copy(copied: bytes, name: str, said: str) -> tuple[bytes, bytes | None] | None:
+    """The store and its log from ``copied`` (see :func:`capture_store`), or ``None`` when the
+    store changed between its two reads; ``said`` is what tar wrote to stderr."""
+    stores: list[bytes] = []
+    log_file: bytes | None = None
     try:
-        with tarfile.open(fileobj=io.BytesIO(output.getvalue()), mode="r:") as archive:
-            for member in archive.getmembers():
-                extracted = archive.extractfile(member) if member.isfile() else None
-                if extracted is not None:
-                    found[member.name.lstrip("./")] = extracted.read()
+        with tarfile.open(fileobj=io.BytesIO(copied), mode="r:") as tar:
+            for member in tar.getmembers():
+                extracted = tar.extractfile(member) if member.isfile() else None
+                if extracted is None:
+                    continue
+                if member.name.lstrip("./") == STORE_FILE:
+                    stores.append(extracted.read())
+                elif member.name.lstrip("./") == f"{STORE_FILE}-wal":
+                    log_file = extracted.read()
     except tarfile.TarError as exc:
-        said = errors.getvalue().decode(errors="replace").strip()
         raise SeedError(f"cannot read the copy of {name}'s store: {exc} {said}".strip()) from exc
-    if STORE_FILE not in found:
-        said = errors.getvalue().decode(errors="replace").strip()
+    if not stores:
         raise SeedError(f"the control plane of {name} has no {STORE_DIR}/{STORE_FILE}: {said}")
-    return found[STORE_FILE], found.get(f"{STORE_FILE}-wal")
+    if stores[0] != stores[-1]:
+        return None
+    return stores[0], log_file
 
 
 def seed_secret(name: str, seed: bytes) -> dict[str, Any]:

@@ -90,3 +90,21 @@ def test_only_a_crash_for_want_of_an_api_is_transient() -> None:
     pull = StartFailedError("pod vc-0 container syncer is ErrImageNeverPull")
     assert not is_transient(pull, refused)
     assert not is_transient(WaitTimeoutError("readyz", 300, "503"), refused)
+
+
+def test_a_crash_on_the_kubernetes_service_race_is_transient() -> None:
+    # vcluster's syncer replaces the virtual default/kubernetes Service (delete, then create
+    # with the host's IP); the API server's reconciler, which makes a missing one every 10 s,
+    # can make it in between, and the syncer exits. A new start does not meet it again.
+    race = [
+        ContainerLog(
+            "vc-0", "syncer", 2, True,
+            'ERROR cmd/root.go:62 error {"error": "start controllers: start controllers: sync '
+            'kubernetes service: sync kubernetes service: services \\"kubernetes\\" already '
+            'exists"}',
+        )
+    ]  # fmt: skip
+    crash = StartFailedError("pod vc-0 container syncer exited: Error, exit code 1 (2 times)")
+    assert is_transient(crash, race)
+    other = [ContainerLog("vc-0", "syncer", 2, True, 'secrets "vc-x" already exists')]
+    assert not is_transient(crash, other)

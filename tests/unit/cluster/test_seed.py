@@ -7,7 +7,9 @@ the cleaning runs on the same tables and indexes a real ``/data/state.db`` has.
 from __future__ import annotations
 
 import copy
+import io
 import sqlite3
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from pytest_vcluster.cluster.seed import (
     seed_applies,
     seed_secret,
     seeded_objects,
+    store_copy,
 )
 from pytest_vcluster.core.waits import Deadline
 from pytest_vcluster.settings.request import VClusterSpec
@@ -288,3 +291,44 @@ def test_a_chart_the_seed_does_not_fit_starts_without_it(
 def test_without_a_seed_the_chart_is_created_as_rendered(tmp_path: Path) -> None:
     seeded, created = _create([control_plane()], None, tmp_path)
     assert (seeded, created) == (False, [control_plane()])
+
+
+def archive(*members: tuple[str, bytes]) -> bytes:
+    """What ``tar -c`` writes for these files, in this order (a name may come twice)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_a_copy_is_taken_when_the_store_did_not_change_while_its_log_was_read() -> None:
+    copied = archive(("state.db", b"db"), ("state.db-wal", b"log"), ("state.db", b"db"))
+    assert store_copy(copied, "vc-a", "") == (b"db", b"log")
+
+
+def test_a_copy_during_a_checkpoint_is_taken_again() -> None:
+    # kine wrote the log back into the store between the two reads: the pair may not match.
+    moved = archive(("state.db", b"db"), ("state.db-wal", b"log"), ("state.db", b"db+log"))
+    assert store_copy(moved, "vc-a", "") is None
+
+
+def test_a_store_without_a_log_is_a_copy_and_no_store_is_an_error() -> None:
+    assert store_copy(archive(("state.db", b"db"), ("state.db", b"db")), "vc-a", "") == (
+        b"db",
+        None,
+    )
+    with pytest.raises(SeedError, match=r"no /data/state.db.*No such file"):
+        store_copy(archive(), "vc-a", "tar: state.db: No such file or directory")
+    with pytest.raises(SeedError, match="cannot read the copy"):
+        store_copy(b"not a tar archive" * 64, "vc-a", "")
+
+
+def test_a_seed_too_big_for_a_secret_is_no_seed(tmp_path: Path) -> None:
+    kine = ready_store(tmp_path / "state.db")
+    kine.write("/registry/configmaps/default/big", bytes(range(256)) * 4096)
+    kine.connection.close()
+    with pytest.raises(SeedError, match="more than a Secret"):
+        make_seed((tmp_path / "state.db").read_bytes())
