@@ -130,29 +130,30 @@ def seed_applies(values: Mapping[str, Any]) -> bool:
 
 
 class SeedStore:
-    """Seeds on disk, one file per spec hash, shared by every process of the machine."""
+    """Seeds on disk, one file per key (a spec hash, the host, the seed format), shared by
+    every process of the machine."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def path(self, spec_hash: str) -> Path:
-        return self.directory / f"{spec_hash}.db"
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.db"
 
-    def get(self, spec_hash: str) -> bytes | None:
-        """The seed of ``spec_hash``, or ``None`` when there is none yet."""
+    def get(self, key: str) -> bytes | None:
+        """The seed of ``key``, or ``None`` when there is none yet."""
         try:
-            return self.path(spec_hash).read_bytes()
+            return self.path(key).read_bytes()
         except FileNotFoundError:
             return None
 
-    def put(self, spec_hash: str, seed: bytes) -> None:
+    def put(self, key: str, seed: bytes) -> None:
         """Store ``seed`` whole: another process reads either no file or this one."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, temporary = tempfile.mkstemp(dir=self.directory, suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(seed)
-            os.replace(temporary, self.path(spec_hash))
+            os.replace(temporary, self.path(key))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
