@@ -37,6 +37,23 @@ __all__ = ["Interrupts", "interrupts"]
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class _Nesting(threading.local):
+    """How deep the current thread is in blocks of one kind; each thread counts its own, so no
+    two threads race on one count (the class attributes are every thread's start)."""
+
+    depth = 0
+    #: A deferred block's interrupt still to raise.
+    owed = False
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+
 class Interrupts:
     """The process's interrupt state and signal handlers."""
 
@@ -47,8 +64,8 @@ class Interrupts:
         self.abandon = threading.Event()
         self.signal_name: str | None = None
         # Per thread: each thread counts its own nesting, so no two threads race on one count.
-        self._shield = threading.local()
-        self._defer = threading.local()
+        self._shield = _Nesting()
+        self._defer = _Nesting()
         # One entry per install still in effect: the handlers and callbacks it replaced.
         self._installs: list[
             tuple[dict[int, object], Callable[[str], None], Callable[[], list[str]]]
@@ -62,8 +79,8 @@ class Interrupts:
         self.cancel.clear()
         self.abandon.clear()
         self.signal_name = None
-        self._shield = threading.local()
-        self._defer = threading.local()
+        self._shield = _Nesting()
+        self._defer = _Nesting()
 
     def install(
         self,
@@ -109,35 +126,28 @@ class Interrupts:
         """True once a first signal came."""
         return self.cancel.is_set()
 
-    @contextlib.contextmanager
-    def shielded(self) -> Iterator[None]:
+    def shielded(self) -> contextlib.AbstractContextManager[None]:
         """Run teardown so that a first signal does not cut it in half (main thread only:
         signals only ever interrupt the main thread)."""
-        shield = self._shield
-        shield.depth = getattr(shield, "depth", 0) + 1
-        try:
-            yield
-        finally:
-            shield.depth -= 1
+        return self._shield.entered()
 
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
         """Run work that a first signal must not cut in half, then raise its
         ``KeyboardInterrupt`` (main thread only, like :meth:`shielded`)."""
         defer = self._defer
-        defer.depth = getattr(defer, "depth", 0) + 1
         try:
-            yield
+            with defer.entered():
+                yield
         finally:
-            defer.depth -= 1
-            if not defer.depth and getattr(defer, "owed", False):
+            if not defer.depth and defer.owed:
                 defer.owed = False
                 raise KeyboardInterrupt  # also in place of the work's own error: Ctrl-C wins
 
     @property
     def _shielded_now(self) -> bool:
         # The handler runs in the main thread, so this reads the main thread's own depth.
-        return bool(getattr(self._shield, "depth", 0))
+        return bool(self._shield.depth)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         del frame
@@ -152,7 +162,7 @@ class Interrupts:
                     f"(send {name} again to stop waiting)\n"
                 )
                 return
-            if getattr(self._defer, "depth", 0):
+            if self._defer.depth:
                 self._defer.owed = True
                 return
             raise KeyboardInterrupt
