@@ -360,14 +360,14 @@ class VClusterManager:
         """Make the seed of ``spec`` from ``handle``, a fresh cluster nobody used yet, when
         there is none: once per spec and machine, before its test gets it. A failure only
         means that later clusters start without a seed, as before."""
-        seeds = self._seeds_for(spec)
-        if seeds is None or seeds.get(self._seed_key(spec)) is not None:
+        seeds, key = self._seeds_for(spec), self._seed_key(spec)
+        if seeds is None or seeds.get(key) is not None:
             return
         started = time.monotonic()
         try:
             store, wal = capture_store(self._host_core, handle.name, handle.namespace)
             seed = make_seed(store, wal)
-            seeds.put(self._seed_key(spec), seed)
+            seeds.put(key, seed)
         except Exception as exc:  # noqa: BLE001 - no seed, no harm: the next fresh one tries
             log.warning("cannot make a seed from vcluster %s: %s", handle.name, exc)
             return
@@ -375,7 +375,7 @@ class VClusterManager:
         timer.mark("seed")
         log.info(
             "vcluster %s: seed %s made (%d kB) in %.2fs",
-            handle.name, self._seed_key(spec), len(seed) // 1024, time.monotonic() - started,
+            handle.name, key, len(seed) // 1024, time.monotonic() - started,
         )  # fmt: skip
 
     def can_recycle(self, handle: VCluster) -> bool:

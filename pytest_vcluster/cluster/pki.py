@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pytest_vcluster.core.commands import CommandRunner
+from pytest_vcluster.settings.values import value_at
 
 __all__ = [
     "KEY_NAMES",
@@ -204,10 +205,7 @@ def premade_certs_apply(values: Mapping[str, Any]) -> bool:
     distro, the embedded store, no private nodes and no standalone control plane."""
 
     def enabled(*path: str) -> bool:
-        node: Any = values
-        for key in path:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        return node is True
+        return value_at(values, *path) is True
 
     return not any(
         (

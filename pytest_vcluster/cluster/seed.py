@@ -50,7 +50,8 @@ from kubernetes.stream import stream
 
 from pytest_vcluster.cluster.pki import premade_certs_apply
 from pytest_vcluster.core.errors import VClusterError
-from pytest_vcluster.core.labels import control_plane_selector
+from pytest_vcluster.core.labels import control_plane_selector, is_control_plane
+from pytest_vcluster.settings.values import value_at
 
 __all__ = [
     "INSTANCE_KEYS",
@@ -121,12 +122,8 @@ class SeedError(VClusterError):
 def seed_applies(values: Mapping[str, Any]) -> bool:
     """True for chart values whose store a seed can start: the ``k8s`` distro with the
     embedded database (as for premade certificates) in an emptyDir, not a volume claim."""
-    plane = values.get("controlPlane")
-    stateful = plane.get("statefulSet") if isinstance(plane, Mapping) else None
-    persistence = stateful.get("persistence") if isinstance(stateful, Mapping) else None
-    claim = persistence.get("volumeClaim") if isinstance(persistence, Mapping) else None
-    ephemeral = isinstance(claim, Mapping) and claim.get("enabled") is False
-    return ephemeral and premade_certs_apply(values)
+    claim = value_at(values, "controlPlane", "statefulSet", "persistence", "volumeClaim", "enabled")
+    return claim is False and premade_certs_apply(values)
 
 
 class SeedStore:
@@ -291,9 +288,10 @@ def store_copy(copied: bytes, name: str, said: str) -> tuple[bytes, bytes | None
                 extracted = tar.extractfile(member) if member.isfile() else None
                 if extracted is None:
                     continue
-                if member.name.lstrip("./") == STORE_FILE:
+                named = member.name.lstrip("./")
+                if named == STORE_FILE:
                     stores.append(extracted.read())
-                elif member.name.lstrip("./") == f"{STORE_FILE}-wal":
+                elif named == f"{STORE_FILE}-wal":
                     log_file = extracted.read()
     except tarfile.TarError as exc:
         raise SeedError(f"cannot read the copy of {name}'s store: {exc} {said}".strip()) from exc
@@ -328,7 +326,8 @@ def seeded_objects(name: str, objects: list[dict[str, Any]]) -> list[dict[str, A
     patched: list[dict[str, Any]] = []
     found = False
     for obj in objects:
-        if obj.get("kind") in ("Deployment", "StatefulSet") and _is_control_plane(obj, name):
+        labels = obj.get("metadata", {}).get("labels") or {}
+        if obj.get("kind") in ("Deployment", "StatefulSet") and is_control_plane(labels, name):
             patched.append(_with_seed(name, obj))
             found = True
         else:
@@ -336,11 +335,6 @@ def seeded_objects(name: str, objects: list[dict[str, Any]]) -> list[dict[str, A
     if not found:
         raise SeedError(f"the chart rendered no control plane for {name} to seed")
     return patched
-
-
-def _is_control_plane(obj: Mapping[str, Any], name: str) -> bool:
-    labels = obj.get("metadata", {}).get("labels") or {}
-    return bool(labels.get("app") == "vcluster" and labels.get("release") == name)
 
 
 def _with_seed(name: str, workload: dict[str, Any]) -> dict[str, Any]:

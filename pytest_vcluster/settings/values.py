@@ -178,6 +178,14 @@ def build_values(
     return layer_values(user, tag=tag, fast_start=fast_start, ephemeral=ephemeral)
 
 
+def value_at(values: Mapping[str, Any], *path: str) -> object:
+    """The value at ``path`` in chart ``values``, or ``None`` where the path ends early."""
+    node: Any = values
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
 def spec_hash(values: Mapping[str, Any], chart: Mapping[str, str | None]) -> str:
     """Hash of what makes two vclusters interchangeable: values and chart."""
     text = json.dumps({"values": values, "chart": chart}, sort_keys=True, default=str)
