@@ -92,26 +92,23 @@ def _figure_lines(res: dict[str, Any]) -> list[str]:
     k = res.get("K") or {}
     if k:
         row(f"K   kind create -> Ready node (n={len(k['samples'])})", sec(k["median"]))
-    for version, c in sorted((res.get("C") or {}).items(), key=lambda kv: version_key(kv[0])):
+
+    def timed(label: str, figure: dict[str, Any]) -> None:
+        """A median of timed starts (C, C0, Cs, R): where it came from, and the wall's."""
         row(
-            f"C   vcluster create -> ready, {version} (n={len(c['samples'])})",
-            sec(c["median"]),
-            f"{c['source']}; wall {sec(c['wall_median'])}",
+            f"{label} (n={len(figure['samples'])})",
+            sec(figure["median"]),
+            f"{figure['source']}; wall {sec(figure['wall_median'])}",
         )
+
+    for version, c in sorted((res.get("C") or {}).items(), key=lambda kv: version_key(kv[0])):
+        timed(f"C   vcluster create -> ready, {version}", c)
     c0 = res.get("C0") or {}
     if c0:
-        row(
-            f"C0  the same before: CLI, chart values, {c0['version']} (n={len(c0['samples'])})",
-            sec(c0["median"]),
-            f"{c0['source']}; wall {sec(c0['wall_median'])}",
-        )
+        timed(f"C0  the same before: CLI, chart values, {c0['version']}", c0)
     cs = res.get("Cs") or {}
     if cs:
-        row(
-            f"Cs  the same from a seed, {cs['version']} (n={len(cs['samples'])})",
-            sec(cs["median"]),
-            f"{cs['source']}; wall {sec(cs['wall_median'])}",
-        )
+        timed(f"Cs  the same from a seed, {cs['version']}", cs)
     levers = res.get("L") or {}
     for label, figure in (levers.get("variants") or {}).items():
         saves = figure.get("saves")
@@ -122,11 +119,7 @@ def _figure_lines(res: dict[str, Any]) -> list[str]:
         )
     r = res.get("R") or {}
     if r:
-        row(
-            f"R   resume -> ready, {r['version']} (n={len(r['samples'])})",
-            sec(r["median"]),
-            f"{r['source']}; wall {sec(r['wall_median'])}",
-        )
+        timed(f"R   resume -> ready, {r['version']}", r)
     for key, what in SUITES:
         suite = res.get(key) or {}
         if suite:
