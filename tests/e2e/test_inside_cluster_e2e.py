@@ -13,20 +13,18 @@ startup: those runs make no cluster.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from .behaviour import BEHAVIOUR, assert_behaviour
+from .inner import RECORDING_CONFTEST, InnerRun, read_facts, removed_kind_host
 from .stack import BEARER, Stack
 
 pytestmark = pytest.mark.e2e
@@ -38,18 +36,9 @@ BAD_IMAGE = "pytest-vcluster/no-such-image:1"
 #: The timeout given to the failing waits; the failure must come well before it.
 FAIL_FAST_TIMEOUT = 120.0
 
-CONFTEST = """
-import json, pathlib
-
-import pytest
-
-FACTS = pathlib.Path({facts!r})
-
-
-def record(**fields):
-    with FACTS.open("a") as f:
-        f.write(json.dumps(fields) + "\\n")
-
+CONFTEST = (
+    RECORDING_CONFTEST
+    + """
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
@@ -58,14 +47,8 @@ def pytest_runtest_call(item):
         record(event="cluster", test=item.name, version=handle.version,
                requested=str(handle.requested_version))
     yield
-
-
-def pytest_runtest_logreport(report):
-    if report.when == "call" or report.failed or report.skipped:
-        longrepr = str(report.longrepr)[-4000:] if report.failed else ""
-        record(event="report", test=report.nodeid.split("::")[-1], when=report.when,
-               outcome=report.outcome, longrepr=longrepr)
 """
+)
 
 INNER = """
 import json, pathlib, time
@@ -207,37 +190,6 @@ DEPLOY_DIR = {
 }
 
 
-@dataclass
-class InnerRun:
-    """What the inner run left: its exit code, output, time and recorded facts."""
-
-    returncode: int
-    output: str
-    seconds: float
-    facts: list[dict[str, Any]]
-
-    def outcomes(self) -> dict[str, str]:
-        """Test name -> its outcome (a failed setup counts as the test's)."""
-        seen: dict[str, str] = {}
-        for fact in self.facts:
-            if fact.get("event") == "report" and seen.get(fact["test"]) != "failed":
-                seen[fact["test"]] = fact["outcome"]
-        return seen
-
-    def failure(self, test: str) -> str:
-        """The failure report of ``test``, else the output's end, for an assertion message."""
-        for fact in self.facts:
-            if fact.get("event") == "report" and fact["test"] == test and fact["longrepr"]:
-                return str(fact["longrepr"])
-        return self.output[-6000:]
-
-    def cases(self, case: str) -> list[dict[str, Any]]:
-        return [fact for fact in self.facts if fact.get("case") == case]
-
-    def assert_passed(self, test: str) -> None:
-        assert self.outcomes().get(test) == "passed", self.failure(test)
-
-
 def write_tree(directory: Path, files: dict[str, str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
@@ -247,10 +199,7 @@ def write_tree(directory: Path, files: dict[str, str]) -> None:
 @pytest.fixture(scope="module")
 def kind_host(stack: Stack) -> Iterator[str]:
     """The kind host name; the inner run creates the host, and it is deleted here in any case."""
-    kind = stack.tool("kind")
-    yield HOST
-    if HOST in stack.run(kind, "get", "clusters", check=False).stdout.split():
-        stack.run(kind, "delete", "cluster", "--name", HOST, timeout=180, check=False)
+    yield from removed_kind_host(stack, HOST)
 
 
 @pytest.fixture(scope="module")
@@ -299,11 +248,8 @@ def inner_run(stack: Stack, kind_host: str, tmp_path_factory: pytest.TempPathFac
     seconds = time.monotonic() - started
     output = proc.stdout + proc.stderr
     (directory / "output.log").write_text(output)
-    recorded = (
-        [json.loads(line) for line in facts.read_text().splitlines()] if facts.exists() else []
-    )
     print(f"\ninner run: exit {proc.returncode} after {seconds:.1f}s ({directory / 'output.log'})")
-    return InnerRun(proc.returncode, output, seconds, recorded)
+    return InnerRun(proc.returncode, output, seconds, read_facts(facts))
 
 
 def test_chart_example_passes_on_every_served_version(inner_run: InnerRun, stack: Stack) -> None:

@@ -16,12 +16,13 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .behaviour import BEHAVIOUR, assert_behaviour
+from .inner import RECORDING_CONFTEST, InnerRun, read_facts, removed_kind_host
 from .stack import BEARER, Stack
 
 pytestmark = pytest.mark.e2e
@@ -29,18 +30,9 @@ pytestmark = pytest.mark.e2e
 HOST = "pvc-e2e-seeded"
 INNER_TIMEOUT = 1200
 
-CONFTEST = """
-import json, pathlib
-
-import pytest
-
-FACTS = pathlib.Path({facts!r})
-
-
-def record(**fields):
-    with FACTS.open("a") as f:
-        f.write(json.dumps(fields) + "\\n")
-
+CONFTEST = (
+    RECORDING_CONFTEST
+    + """
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
@@ -50,14 +42,8 @@ def pytest_runtest_call(item):
                recycled=handle.recycled, tests_before=handle.tests_before,
                ready_seconds=handle.ready_seconds, phases=[list(p) for p in handle.phases])
     yield
-
-
-def pytest_runtest_logreport(report):
-    if report.when == "call" or report.failed or report.skipped:
-        longrepr = str(report.longrepr)[-4000:] if report.failed else ""
-        record(event="report", test=report.nodeid.split("::")[-1], when=report.when,
-               outcome=report.outcome, longrepr=longrepr)
 """
+)
 
 # Named so that they run in this order around test_what_tests_rely_on (pytest keeps the
 # order of the files: test_a..., test_b..., test_c...).
@@ -80,35 +66,27 @@ def test_c_the_seeded_cluster_recycled(vcluster):
 """
 
 
-@dataclass
-class InnerRun:
-    returncode: int
-    output: str
-    facts: list[dict[str, Any]]
-    records: dict[str, Any]
-
-    def clusters(self) -> dict[str, dict[str, Any]]:
-        return {f["test"]: f for f in self.facts if f.get("event") == "cluster"}
-
-    def outcomes(self) -> dict[str, str]:
-        seen: dict[str, str] = {}
-        for fact in self.facts:
-            if fact.get("event") == "report" and seen.get(fact["test"]) != "failed":
-                seen[fact["test"]] = fact["outcome"]
-        return seen
-
-
 @pytest.fixture(scope="module")
 def kind_host(stack: Stack) -> Iterator[str]:
-    kind = stack.tool("kind")
-    yield HOST
-    if HOST in stack.run(kind, "get", "clusters", check=False).stdout.split():
-        stack.run(kind, "delete", "cluster", "--name", HOST, timeout=180, check=False)
+    yield from removed_kind_host(stack, HOST)
 
 
 @pytest.fixture(scope="module")
-def inner_run(stack: Stack, kind_host: str, tmp_path_factory: pytest.TempPathFactory) -> InnerRun:
-    directory = tmp_path_factory.mktemp("seeded")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("seeded")
+
+
+@pytest.fixture(scope="module")
+def records(inner_run: InnerRun, run_dir: Path) -> dict[str, Any]:
+    """The inner run's records file (``--vcluster-records``)."""
+    path = run_dir / "records.json"
+    assert path.exists(), inner_run.output[-6000:]
+    return dict(json.loads(path.read_text()))
+
+
+@pytest.fixture(scope="module")
+def inner_run(stack: Stack, kind_host: str, run_dir: Path) -> InnerRun:
+    directory = run_dir
     facts = directory / "facts.jsonl"
     records = directory / "records.json"
     version = stack.minors[-1]
@@ -141,12 +119,11 @@ def inner_run(stack: Stack, kind_host: str, tmp_path_factory: pytest.TempPathFac
         timeout=INNER_TIMEOUT,
         check=False,
     )
+    seconds = time.monotonic() - started
     output = proc.stdout + proc.stderr
     (directory / "output.log").write_text(output)
-    print(f"\ninner run: exit {proc.returncode} after {time.monotonic() - started:.1f}s")
-    found = [json.loads(line) for line in facts.read_text().splitlines()] if facts.exists() else []
-    written = json.loads(records.read_text()) if records.exists() else {}
-    return InnerRun(proc.returncode, output, found, written)
+    print(f"\ninner run: exit {proc.returncode} after {seconds:.1f}s")
+    return InnerRun(proc.returncode, output, seconds, read_facts(facts))
 
 
 def test_the_first_new_cluster_leaves_a_seed_and_the_next_starts_from_it(
@@ -173,7 +150,7 @@ def test_the_first_new_cluster_leaves_a_seed_and_the_next_starts_from_it(
 
 
 def test_a_seeded_cluster_does_what_tests_rely_on(inner_run: InnerRun) -> None:
-    facts = [fact for fact in inner_run.facts if fact.get("case") == "behaviour"]
+    facts = inner_run.cases("behaviour")
     assert len(facts) == 1, inner_run.output[-6000:]
     assert_behaviour(facts[0])
 
@@ -187,8 +164,8 @@ def test_a_seeded_cluster_is_recycled_like_any_other(inner_run: InnerRun) -> Non
     assert again["seeded"] is True
 
 
-def test_no_control_plane_restarted(inner_run: InnerRun) -> None:
-    made = inner_run.records.get("clusters", [])
+def test_no_control_plane_restarted(records: dict[str, Any]) -> None:
+    made = records.get("clusters", [])
     assert [record["seeded"] for record in made] == [False, True], made
     restarted = {record["name"]: record["restarts"] for record in made if record["restarts"]}
     assert restarted == {}
